@@ -1,0 +1,1 @@
+"""Locating and assembling the embedded models that ship inside registry packages."""

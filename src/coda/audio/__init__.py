@@ -1,0 +1,1 @@
+"""Audio front end: decode and validate, resample, encode."""

@@ -1,0 +1,175 @@
+"""The ``coda`` command line: ``coda setup`` and ``coda chat``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from coda.voice import (
+    LLMConfig,
+    VoiceConfig,
+    VoiceManager,
+    VoiceMessage,
+    VoiceProcessingError,
+    VoiceProcessingMode,
+)
+
+TIMING_ORDER = ("asr", "llm_first_token", "llm_total", "tts_first_audio", "tts_total", "first_audio", "total")
+
+
+class ProgressBars:
+    """tqdm bars for the engine's (stage, done, total) progress callbacks."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        bar = self._bars.get(stage)
+        if bar is None:
+            is_bytes = total > 1_000_000
+            bar = tqdm(
+                total=total,
+                desc=stage,
+                unit="B" if is_bytes else "step",
+                unit_scale=is_bytes,
+                leave=True,
+                file=sys.stderr,
+            )
+            self._bars[stage] = bar
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    def close(self) -> None:
+        """Close any bar left open."""
+        for bar in self._bars.values():
+            bar.close()
+
+
+def _config(args: argparse.Namespace) -> VoiceConfig:
+    llm = None
+    if args.llm != "auto" or args.llm_model or args.llm_url:
+        llm = LLMConfig(provider=args.llm, model=args.llm_model, base_url=args.llm_url)
+    return VoiceConfig(
+        llm=llm, store_path=args.store, model_cache_dir=args.models, log_level=args.log_level
+    )
+
+
+def _format_timings(timings: dict[str, float]) -> str:
+    keys = [k for k in TIMING_ORDER if k in timings]
+    return "  ".join(f"{k}={timings[k]:.0f}ms" for k in keys)
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    if not args.files and not args.text:
+        print("coda chat: give audio files or --text", file=sys.stderr)
+        return 2
+    turns: list[tuple[str, bytes, str | None]] = []
+    for path in args.files:
+        try:
+            turns.append((path.name, path.read_bytes(), None))
+        except OSError as exc:
+            print(f"coda chat: cannot read {path}: {exc.strerror}", file=sys.stderr)
+            return 2
+    turns.extend((f"text {i + 1}", b"", text) for i, text in enumerate(args.text or []))
+    out_dir: Path = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    manager = VoiceManager(_config(args))
+    bars = ProgressBars()
+    try:
+        await manager.initialize(bars)
+    finally:
+        bars.close()
+    stats = manager.get_stats()
+    print(f"language model: {stats['llm_provider']} ({stats['llm_reason']})")
+    conversation_id = args.conversation_id or f"chat-{int(time.time())}"
+    mode = VoiceProcessingMode(args.mode) if args.mode else None
+    failures = 0
+    try:
+        for index, (name, audio, text) in enumerate(turns, start=1):
+            message = VoiceMessage(conversation_id, audio, text_content=text)
+            print(f"\n[turn {index}] {name}")
+            try:
+                response = await manager.process_voice_message(message, mode=mode)
+            except VoiceProcessingError as exc:
+                failures += 1
+                print(f"  error: {type(exc).__name__}: {exc}")
+                continue
+            print(f"  you:  {response.metadata['transcript']}")
+            print(f"  coda: {response.text_content}")
+            print(f"  time: {_format_timings(response.metadata['timings_ms'])}")
+            if response.audio_data:
+                reply = out_dir / f"turn{index:02d}_reply.wav"
+                reply.write_bytes(response.audio_data)
+                print(f"  wav:  {reply}")
+    finally:
+        await manager.cleanup()
+    return 1 if failures else 0
+
+
+async def _setup(args: argparse.Namespace) -> int:
+    from coda.assets.embedded import piper_joe_voice, qwen_gguf, whisper_tiny_en_dir
+
+    config = _config(args)
+    print(f"speech recognition: {whisper_tiny_en_dir()}")
+    print(f"speech synthesis:   {piper_joe_voice()}")
+    bars = ProgressBars()
+    try:
+        path = qwen_gguf(
+            config.resolved_model_dir(),
+            lambda done, total: bars("assemble language model", done, total),
+        )
+    finally:
+        bars.close()
+    print(f"language model:     {path} (sha256 verified)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``coda``."""
+    parser = argparse.ArgumentParser(prog="coda", description="Coda Voice: talk to an assistant.")
+    parser.add_argument("--log-level", default=os.environ.get("CODA_LOG_LEVEL", "WARNING"))
+    parser.add_argument("--store", help="SQLite file for conversations")
+    parser.add_argument("--models", help="folder for assembled models")
+    parser.add_argument("--llm", default="auto", choices=["auto", "llamacpp", "ollama", "openai"])
+    parser.add_argument("--llm-model", help="model name (remote) or GGUF path (llamacpp)")
+    parser.add_argument("--llm-url", help="server URL for ollama/openai")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    chat = commands.add_parser("chat", help="hold a spoken conversation from audio files")
+    chat.add_argument("files", nargs="*", type=Path, help="one audio file per user turn")
+    chat.add_argument("--text", action="append", help="a typed user turn (skips recognition)")
+    chat.add_argument("--out", type=Path, default=Path("out"), help="folder for reply WAVs")
+    chat.add_argument("--conversation-id", help="continue or name a conversation")
+    chat.add_argument("--mode", choices=[m.value for m in VoiceProcessingMode])
+
+    commands.add_parser("setup", help="assemble and verify the embedded models")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``coda`` command."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    handler = {"chat": _chat, "setup": _setup}[args.command]
+    try:
+        return asyncio.run(handler(args))
+    except VoiceProcessingError as exc:
+        print(f"coda {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,380 @@
+"""Configuration dataclasses: the spec's, plus the provider settings the spec leaves open.
+
+Every tunable lives here with its unit; nothing downstream hard-codes a threshold.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coda.core.errors import ConfigurationError
+from coda.core.models import ConflictResolutionStrategy, VoiceProcessingMode
+
+SUPPORTED_SAMPLE_RATES = (16000, 24000, 44100, 48000)
+SUPPORTED_FORMATS = ("wav", "mp3", "flac")
+SUPPORTED_BIT_DEPTHS = (16, 24, 32)
+
+
+def default_cache_dir() -> Path:
+    """Where assembled models live: ``$CODA_CACHE_DIR`` or ``~/.cache/coda``."""
+    env = os.environ.get("CODA_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "coda"
+
+
+def default_data_dir() -> Path:
+    """Where conversations persist: ``$CODA_DATA_DIR`` or ``~/.local/share/coda``."""
+    env = os.environ.get("CODA_DATA_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "coda"
+
+
+@dataclass
+class AudioConfig:
+    """Audio processing configuration.
+
+    Defines audio format, quality settings, and processing options.
+
+    Attributes:
+        sample_rate: Audio sample rate in Hz (16000, 24000, 44100, 48000); replies use it.
+        channels: Number of audio channels (1=mono, 2=stereo).
+        format: Audio format ("wav", "mp3", "flac").
+        bit_depth: Audio bit depth (16, 24, 32).
+        enable_vad: Enable Voice Activity Detection.
+        enable_noise_reduction: Enable noise reduction.
+        enable_echo_cancellation: Enable echo cancellation.
+        enable_auto_gain_control: Enable automatic gain control.
+        vad_threshold: Speech probability above which a frame is speech (0-1).
+        noise_reduction_level: Strength of noise suppression (0-1).
+        max_audio_length_seconds: Longest accepted input message, in seconds.
+        min_audio_length_seconds: Shortest accepted input message, in seconds.
+        silence_peak_threshold: Peak amplitude (full scale = 1.0) under which input is silent.
+    """
+
+    sample_rate: int = 24000
+    channels: int = 1
+    format: str = "wav"
+    bit_depth: int = 16
+
+    # Audio processing features
+    enable_vad: bool = True
+    enable_noise_reduction: bool = True
+    enable_echo_cancellation: bool = True
+    enable_auto_gain_control: bool = True
+
+    # Quality settings
+    vad_threshold: float = 0.5
+    noise_reduction_level: float = 0.7
+    max_audio_length_seconds: float = 30.0
+    min_audio_length_seconds: float = 0.1
+    silence_peak_threshold: float = 1e-3
+
+    def validate(self) -> None:
+        """Validate audio configuration.
+
+        Raises:
+            ConfigurationError: If configuration is invalid.
+        """
+        if self.sample_rate not in SUPPORTED_SAMPLE_RATES:
+            raise ConfigurationError(
+                f"sample_rate {self.sample_rate} Hz is not supported; "
+                f"use one of {SUPPORTED_SAMPLE_RATES}"
+            )
+        if self.channels not in (1, 2):
+            raise ConfigurationError(f"channels must be 1 or 2, got {self.channels}")
+        if self.format not in SUPPORTED_FORMATS:
+            raise ConfigurationError(f"format must be one of {SUPPORTED_FORMATS}, got {self.format!r}")
+        if self.bit_depth not in SUPPORTED_BIT_DEPTHS:
+            raise ConfigurationError(
+                f"bit_depth must be one of {SUPPORTED_BIT_DEPTHS}, got {self.bit_depth}"
+            )
+        for name in ("vad_threshold", "noise_reduction_level"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigurationError(f"{name} must be within [0, 1], got {value}")
+        if not 0 < self.min_audio_length_seconds < self.max_audio_length_seconds:
+            raise ConfigurationError(
+                "need 0 < min_audio_length_seconds < max_audio_length_seconds, got "
+                f"{self.min_audio_length_seconds} and {self.max_audio_length_seconds}"
+            )
+
+
+@dataclass
+class MoshiConfig:
+    """Moshi speech-to-speech server settings.
+
+    Attributes:
+        server_url: Websocket URL of a Moshi server's chat endpoint.
+        enabled: Whether Coda may use Moshi at all.
+        device: Where a locally managed Moshi runs ("cuda" or "cpu").
+        vram_budget_gb: GPU memory Moshi may reserve, in GiB.
+        connect_timeout_seconds: Time to open the websocket, in seconds.
+        handshake_timeout_seconds: Time to wait for the server's handshake, in seconds.
+        max_response_seconds: Longest reply collected for one message, in seconds.
+        temperature: Audio-token sampling temperature (servers that read it).
+        temperature_text: Text-token sampling temperature (servers that read it).
+        top_k: Audio-token top-k (servers that read it).
+        top_k_text: Text-token top-k (servers that read it).
+    """
+
+    server_url: str = "ws://127.0.0.1:8998/api/chat"
+    enabled: bool = True
+    device: str = "cuda"
+    vram_budget_gb: float = 24.0
+    connect_timeout_seconds: float = 3.0
+    handshake_timeout_seconds: float = 5.0
+    max_response_seconds: float = 10.0
+    temperature: float = 0.8
+    temperature_text: float = 0.7
+    top_k: int = 250
+    top_k_text: int = 25
+
+
+@dataclass
+class LLMConfig:
+    """Language model settings.
+
+    Attributes:
+        provider: "llamacpp" (embedded), "ollama", "openai" (any OpenAI-compatible
+            server), or "auto" (Ollama when it answers and has ``model``, else llamacpp).
+        model: Model name for remote providers; for llamacpp, a GGUF path or None for
+            the embedded Qwen2.5-Coder-0.5B-Instruct.
+        base_url: Server URL for remote providers (None: the provider's default).
+        api_key: API key for OpenAI-compatible servers (None: ``$OPENAI_API_KEY`` or none).
+        temperature: Sampling temperature.
+        top_p: Nucleus sampling mass.
+        max_tokens: Longest reply, in tokens.
+        timeout_seconds: Longest wait for a remote reply, in seconds.
+        context_tokens: Context window of the embedded model, in tokens.
+        threads: CPU threads for the embedded model (0: all cores).
+        system_prompt: Instructions that open every conversation.
+        probe_timeout_seconds: How long "auto" waits for Ollama to answer, in seconds.
+    """
+
+    provider: str = "ollama"
+    model: str | None = "gemma3:1b"
+    base_url: str | None = None
+    api_key: str | None = None
+    temperature: float = 0.3
+    top_p: float = 0.9
+    max_tokens: int = 200
+    timeout_seconds: float = 30.0
+    context_tokens: int = 4096
+    threads: int = 0
+    system_prompt: str = (
+        "You are Coda, a friendly voice assistant. Your replies are spoken aloud, so answer "
+        "in one or two short sentences of plain conversational English, with no lists, "
+        "markdown, code or emoji. Use what the user told you earlier in the conversation."
+    )
+    probe_timeout_seconds: float = 0.5
+
+
+@dataclass
+class STTConfig:
+    """Speech-to-text settings.
+
+    Attributes:
+        provider: Registry name of the speech-to-text provider.
+        model_path: CTranslate2 Whisper folder (None: the embedded tiny.en).
+        compute_type: CTranslate2 compute type ("int8" is fastest on CPU).
+        threads: CPU threads (0: all cores).
+        beam_size: Beam width (1 is greedy: fastest, same words on clear speech).
+        language: Spoken language code.
+    """
+
+    provider: str = "faster_whisper"
+    model_path: str | None = None
+    compute_type: str = "int8"
+    threads: int = 0
+    beam_size: int = 1
+    language: str = "en"
+
+
+@dataclass
+class TTSConfig:
+    """Text-to-speech settings.
+
+    Attributes:
+        provider: Registry name of the text-to-speech provider.
+        voice_path: Piper ONNX voice (None: the embedded en_US joe voice).
+        speaking_rate: Speed multiplier (> 1 is faster).
+        volume: Peak level of each synthesized sentence (full scale = 1.0).
+    """
+
+    provider: str = "piper"
+    voice_path: str | None = None
+    speaking_rate: float = 1.0
+    volume: float = 0.9
+
+
+@dataclass
+class VoiceConfig:
+    """Comprehensive configuration for voice processing system.
+
+    This class contains all configuration options for audio processing,
+    model settings, performance tuning, and integration settings.
+
+    ``enable_caching`` keeps the LLM's evaluated conversation prefix between turns
+    (each turn evaluates only its new tokens) and reuses synthesized audio of
+    repeated sentences. ``enable_optimization`` warms every model in
+    ``initialize()`` so the first turn is as fast as the rest.
+
+    Example:
+        >>> config = VoiceConfig(
+        ...     audio=AudioConfig(sample_rate=24000),
+        ...     moshi=MoshiConfig(device="cuda"),
+        ...     llm=LLMConfig(provider="ollama")
+        ... )
+    """
+
+    # Core configuration
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    moshi: MoshiConfig = field(default_factory=MoshiConfig)
+    llm: LLMConfig | None = None
+
+    # Processing settings
+    default_mode: VoiceProcessingMode = VoiceProcessingMode.ADAPTIVE
+    enable_streaming: bool = True
+    max_conversation_length: int = 100
+
+    # Performance settings
+    enable_caching: bool = True
+    enable_optimization: bool = True
+    max_concurrent_conversations: int = 10
+
+    # Integration settings
+    enable_memory_integration: bool = True
+    enable_personality_integration: bool = True
+    enable_tools_integration: bool = True
+
+    # Monitoring and logging
+    enable_analytics: bool = True
+    log_level: str = "INFO"
+    metrics_enabled: bool = True
+
+    # Providers and storage (not in the spec's listing; documented above)
+    stt: STTConfig = field(default_factory=STTConfig)
+    tts: TTSConfig = field(default_factory=TTSConfig)
+    store_path: str | None = None
+    """SQLite file for conversations (None: ``default_data_dir()/coda.sqlite3``)."""
+    model_cache_dir: str | None = None
+    """Folder for assembled models (None: ``default_cache_dir()/models``)."""
+    auto_start_conversations: bool = True
+    """A message to an unknown conversation id starts it (False: ConversationError)."""
+
+    def validate(self) -> None:
+        """Validate the whole configuration.
+
+        Raises:
+            ConfigurationError: If any value is invalid.
+        """
+        self.audio.validate()
+        if self.max_conversation_length < 1:
+            raise ConfigurationError("max_conversation_length must be at least 1")
+        if self.max_concurrent_conversations < 1:
+            raise ConfigurationError("max_concurrent_conversations must be at least 1")
+        if self.llm is not None and self.llm.provider not in LLM_PROVIDER_NAMES:
+            raise ConfigurationError(
+                f"llm.provider {self.llm.provider!r} is unknown; use one of {LLM_PROVIDER_NAMES}"
+            )
+
+    def resolved_store_path(self) -> Path:
+        """The SQLite file conversations persist in."""
+        return Path(self.store_path) if self.store_path else default_data_dir() / "coda.sqlite3"
+
+    def resolved_model_dir(self) -> Path:
+        """The folder assembled models are cached in."""
+        return Path(self.model_cache_dir) if self.model_cache_dir else default_cache_dir() / "models"
+
+
+LLM_PROVIDER_NAMES = ("auto", "llamacpp", "ollama", "openai")
+
+
+@dataclass
+class VoiceProcessingConfig:
+    """Configuration of the ``VoiceProcessor`` facade (mapped onto a ``VoiceConfig``)."""
+
+    # Processing modes
+    default_mode: VoiceProcessingMode = VoiceProcessingMode.ADAPTIVE
+    enable_moshi: bool = True
+    enable_external_llm: bool = True
+    enable_hybrid_processing: bool = True
+
+    # Performance settings
+    max_latency_ms: float = 1000.0
+    enable_parallel_processing: bool = True
+    vram_limit_gb: float = 32.0
+
+    # Audio settings
+    sample_rate: int = 24000
+    channels: int = 1
+    chunk_size: int = 1024
+    enable_streaming: bool = True
+
+    # Integration settings
+    enable_memory_integration: bool = True
+    enable_personality_integration: bool = True
+    enable_tools_integration: bool = True
+    enable_conversation_sync: bool = True
+
+
+@dataclass
+class VoiceMemoryConfig:
+    """Memory integration settings (relevance in [0, 1], cosine similarity)."""
+
+    enable_context_injection: bool = True
+    max_relevant_memories: int = 10
+    memory_relevance_threshold: float = 0.7
+    enable_learning: bool = True
+    learning_rate: float = 0.1
+
+
+@dataclass
+class VoicePersonalityConfig:
+    """Personality integration settings."""
+
+    enable_personality_injection: bool = True
+    enable_response_adaptation: bool = True
+    enable_personality_learning: bool = True
+    voice_confidence_factor: float = 1.2
+    voice_engagement_factor: float = 1.1
+    adjustment_sensitivity: float = 0.1
+
+
+@dataclass
+class VoiceToolsConfig:
+    """Tools integration settings."""
+
+    enable_tool_injection: bool = True
+    enable_function_calling: bool = True
+    auto_execute_tools: bool = True
+    max_tools_in_context: int = 10
+    tool_relevance_threshold: float = 0.6
+
+
+@dataclass
+class VoiceLLMManagerConfig:
+    """LLM manager integration settings."""
+
+    llm_provider: str = "ollama"
+    llm_model: str = "gemma3:1b"
+    voice_response_max_tokens: int = 300
+    voice_temperature: float = 0.8
+    enable_streaming_for_voice: bool = True
+    voice_timeout_seconds: float = 8.0
+
+
+@dataclass
+class VoiceConversationSyncConfig:
+    """Conversation sync settings."""
+
+    sync_enabled: bool = True
+    real_time_sync: bool = True
+    bidirectional_sync: bool = True
+    conflict_resolution_strategy: ConflictResolutionStrategy = (
+        ConflictResolutionStrategy.VOICE_PRIORITY
+    )

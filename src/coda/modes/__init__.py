@@ -1,0 +1,1 @@
+"""Responders (the STT→LLM→TTS cascade, Moshi) and how a turn picks between them."""

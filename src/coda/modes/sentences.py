@@ -1,0 +1,74 @@
+"""Split a streaming reply into speakable pieces as soon as each one is complete.
+
+A piece ends at sentence punctuation followed by a space, except after a known
+abbreviation ("Dr.", "e.g.") or inside a number ("3.14"). A sentence that runs
+past ``max_chars`` is cut at its last clause boundary (comma, semicolon, colon,
+dash) so synthesis never waits on a very long sentence.
+"""
+
+from __future__ import annotations
+
+import re
+
+ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof sr jr st vs etc e.g i.e a.m p.m no approx dept est fig inc ltd co u.s "
+    "jan feb mar apr jun jul aug sep sept oct nov dec mt".split()
+)
+_END = re.compile(r"([.!?…]+[\"')\]]*)(\s+)")
+_CLAUSE = re.compile(r"[,;:—–]\s")
+
+
+class SentenceSplitter:
+    """Incremental splitter: feed text deltas, take finished sentences."""
+
+    def __init__(self, max_chars: int = 160) -> None:
+        self._buffer = ""
+        self._max_chars = max_chars
+
+    def feed(self, delta: str) -> list[str]:
+        """Add a delta; return the sentences it completed."""
+        self._buffer += delta
+        out: list[str] = []
+        while True:
+            cut = self._find_cut()
+            if cut is None:
+                break
+            piece, self._buffer = self._buffer[:cut].strip(), self._buffer[cut:].lstrip()
+            if piece:
+                out.append(piece)
+        return out
+
+    def flush(self) -> str | None:
+        """Return whatever is left (the reply's tail)."""
+        piece, self._buffer = self._buffer.strip(), ""
+        return piece or None
+
+    def _find_cut(self) -> int | None:
+        for match in _END.finditer(self._buffer):
+            if not self._is_abbreviation(match.start()):
+                return match.end()
+        if len(self._buffer) > self._max_chars:
+            clauses = list(_CLAUSE.finditer(self._buffer, 0, self._max_chars))
+            if clauses:
+                return clauses[-1].end()
+            space = self._buffer.rfind(" ", 0, self._max_chars)
+            if space > 0:
+                return space + 1
+        return None
+
+    def _is_abbreviation(self, dot: int) -> bool:
+        if self._buffer[dot] != ".":
+            return False
+        word = re.search(r"([A-Za-z.]+)$", self._buffer[:dot])
+        if word is None:
+            return False
+        token = word.group(1).lower()
+        return token in ABBREVIATIONS or (len(token) == 1 and token.isalpha() and token != "i")
+
+
+def split_sentences(text: str, max_chars: int = 160) -> list[str]:
+    """Split a whole text the way the streaming splitter would."""
+    splitter = SentenceSplitter(max_chars)
+    pieces = splitter.feed(text)
+    tail = splitter.flush()
+    return [*pieces, tail] if tail else pieces

@@ -1,0 +1,1 @@
+"""Model providers: one protocol per role, one file per provider, one registry."""

@@ -1,0 +1,80 @@
+"""Any OpenAI-compatible chat server: vLLM, llama.cpp server, Ollama's /v1."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+from coda.providers.base import GenerationRequest, GenerationStats
+from coda.core.config import LLMConfig
+from coda.core.errors import LLMIntegrationError
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+
+
+class OpenAICompatLLM:
+    """Chat through the official ``openai`` client against a configured server."""
+
+    name = "openai"
+
+    def __init__(self, config: LLMConfig) -> None:
+        from openai import AsyncOpenAI
+
+        self._config = config
+        self.base_url = config.base_url or os.environ.get("OPENAI_BASE_URL", DEFAULT_BASE_URL)
+        self.model = config.model or ""
+        api_key = config.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
+        self._client = AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=api_key,
+            timeout=config.timeout_seconds,
+            max_retries=0,
+        )
+
+    async def load(self) -> None:
+        """Check the server answers; pick its first model if none is configured."""
+        from openai import OpenAIError
+
+        try:
+            models = [model.id async for model in self._client.models.list()]
+        except OpenAIError as exc:
+            raise LLMIntegrationError(
+                f"OpenAI-compatible server at {self.base_url} did not answer: {exc}"
+            ) from exc
+        if not self.model:
+            if not models:
+                raise LLMIntegrationError(f"server at {self.base_url} lists no model")
+            self.model = models[0]
+
+    async def stream(
+        self, request: GenerationRequest, stats: GenerationStats
+    ) -> AsyncIterator[str]:
+        """Stream the reply's text deltas."""
+        from openai import OpenAIError
+
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.model,
+                messages=[m.as_dict() for m in request.messages],  # type: ignore[misc]
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                stream=True,
+            )
+            count = 0
+            async for chunk in response:
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                if choice.finish_reason:
+                    stats.finish_reason = choice.finish_reason
+                if choice.delta.content:
+                    count += 1
+                    yield choice.delta.content
+            stats.completion_tokens = count
+        except OpenAIError as exc:
+            raise LLMIntegrationError(f"{self.base_url} failed to generate: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()

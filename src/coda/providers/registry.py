@@ -1,0 +1,94 @@
+"""Maps configuration names to providers, and resolves the default language model."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from coda.assets.embedded import Progress, qwen_gguf
+from coda.providers.base import LanguageModel, SpeechToText, TextToSpeech
+from coda.core.config import LLMConfig, STTConfig, TTSConfig
+from coda.core.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+STT_PROVIDERS = {"faster_whisper": "coda.providers.stt.faster_whisper:FasterWhisperSTT"}
+TTS_PROVIDERS = {"piper": "coda.providers.tts.piper:PiperTTS"}
+LLM_PROVIDERS = {
+    "llamacpp": "coda.providers.llm.llamacpp:LlamaCppLLM",
+    "ollama": "coda.providers.llm.ollama:OllamaLLM",
+    "openai": "coda.providers.llm.openai_compat:OpenAICompatLLM",
+}
+
+
+def _load_class(table: dict[str, str], name: str, role: str) -> Any:
+    if name not in table:
+        raise ConfigurationError(f"unknown {role} provider {name!r}; known: {sorted(table)}")
+    module_name, _, class_name = table[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def create_stt(config: STTConfig) -> SpeechToText:
+    """The speech-to-text provider named by ``config.provider``."""
+    return _load_class(STT_PROVIDERS, config.provider, "speech-to-text")(config)  # type: ignore[no-any-return]
+
+
+def create_tts(config: TTSConfig) -> TextToSpeech:
+    """The text-to-speech provider named by ``config.provider``."""
+    return _load_class(TTS_PROVIDERS, config.provider, "text-to-speech")(config)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class LLMChoice:
+    """The language model in use, and why it was chosen."""
+
+    provider: LanguageModel
+    reason: str
+
+
+def embedded_model_path(config: LLMConfig, model_dir: Path, progress: Progress | None) -> Path:
+    """A GGUF named by ``config.model``, or the embedded Qwen (assembled on first use)."""
+    if config.model and config.model.endswith(".gguf"):
+        return Path(config.model).expanduser()
+    return qwen_gguf(model_dir, progress)
+
+
+async def resolve_llm(
+    config: LLMConfig | None,
+    model_dir: Path,
+    *,
+    reuse_prefix: bool = True,
+    progress: Progress | None = None,
+) -> LLMChoice:
+    """Build the configured language model.
+
+    ``None`` (the development config) or ``provider="auto"`` uses Ollama when a
+    server answers at the configured host and has the model, else the embedded
+    llama.cpp model. An explicit provider is used as configured.
+    """
+    config = config or LLMConfig(provider="auto")
+    name = config.provider
+    if name == "auto":
+        ollama_cls = _load_class(LLM_PROVIDERS, "ollama", "language model")
+        probe = ollama_cls(config, timeout=config.probe_timeout_seconds)
+        try:
+            ok, why = await probe.available()
+        finally:
+            await probe.close()
+        if ok:
+            log.info("language model: %s", why)
+            return LLMChoice(ollama_cls(config), why)
+        reason = f"{why}; using the embedded llama.cpp model"
+        log.info("language model: %s", reason)
+        config = replace(config, provider="llamacpp", model=None)
+        name = "llamacpp"
+    else:
+        reason = f"configured provider {name!r}"
+    cls = _load_class(LLM_PROVIDERS, name, "language model")
+    if name == "llamacpp":
+        path = embedded_model_path(config, model_dir, progress)
+        return LLMChoice(cls(config, path, reuse_prefix=reuse_prefix), reason)
+    return LLMChoice(cls(config), reason)

@@ -1,0 +1,1 @@
+"""Persistence of conversations and their turns."""

@@ -1,0 +1,189 @@
+"""Conversations and turns in SQLite, the embedded default store.
+
+A turn is written in one transaction once it has finished, so a crash or a
+restart loses no finished turn and never leaves half of one. All SQL runs on
+the store's own thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from coda.worker import WorkerThread
+from coda.core.errors import ConversationError
+from coda.core.models import ConversationState, ConversationTurn, VoiceProcessingMode
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    last_activity REAL NOT NULL,
+    ended_at REAL,
+    current_mode TEXT,
+    metrics TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS turns (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id),
+    message_id TEXT,
+    user_text TEXT NOT NULL,
+    assistant_text TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    timestamp REAL NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns(conversation_id, seq);
+"""
+
+
+class ConversationStore:
+    """SQLite-backed conversation history."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._worker = WorkerThread("store")
+
+    async def open(self) -> None:
+        """Open (and create if needed) the database."""
+        if self._db is None:
+            self._db = await self._worker.run(self._open)
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(_SCHEMA)
+        return db
+
+    async def close(self) -> None:
+        """Close the database."""
+        db, self._db = self._db, None
+        if db is not None:
+            await self._worker.run(db.close)
+        self._worker.shutdown()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise ConversationError("the conversation store is closed: call initialize()")
+        return self._db
+
+    async def create(self, conversation_id: str) -> ConversationState:
+        """Record a new conversation.
+
+        Raises:
+            ConversationError: If the id is already used.
+        """
+        state = ConversationState(conversation_id)
+
+        def insert() -> None:
+            try:
+                self._conn.execute(
+                    "INSERT INTO conversations (id, started_at, last_activity) VALUES (?, ?, ?)",
+                    (conversation_id, state.started_at, state.last_activity),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConversationError(
+                    f"conversation {conversation_id!r} already exists; use a new id"
+                ) from exc
+
+        await self._worker.run(insert)
+        return state
+
+    async def load(self, conversation_id: str, max_turns: int) -> ConversationState | None:
+        """The conversation with its latest ``max_turns`` turns, or None if unknown."""
+        return await self._worker.run(self._load, conversation_id, max_turns)
+
+    def _load(self, conversation_id: str, max_turns: int) -> ConversationState | None:
+        row = self._conn.execute(
+            "SELECT started_at, last_activity, ended_at, current_mode, metrics "
+            "FROM conversations WHERE id = ?",
+            (conversation_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        started_at, last_activity, ended_at, mode, metrics = row
+        rows = self._conn.execute(
+            "SELECT user_text, assistant_text, mode, timestamp, message_id FROM turns "
+            "WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?",
+            (conversation_id, max_turns),
+        ).fetchall()
+        turns = [
+            ConversationTurn(user, assistant, VoiceProcessingMode(m), ts, mid)
+            for user, assistant, m, ts, mid in reversed(rows)
+        ]
+        return ConversationState(
+            conversation_id=conversation_id,
+            is_active=ended_at is None,
+            current_mode=VoiceProcessingMode(mode) if mode else None,
+            turns=turns,
+            started_at=started_at,
+            last_activity=last_activity,
+            ended_at=ended_at,
+            metrics=json.loads(metrics),
+        )
+
+    async def add_turn(
+        self, state: ConversationState, turn: ConversationTurn, metadata: dict[str, Any]
+    ) -> None:
+        """Append a finished turn and update the conversation, atomically."""
+
+        def write() -> None:
+            db = self._conn
+            with db:
+                db.execute("BEGIN")
+                db.execute(
+                    "INSERT INTO turns (conversation_id, message_id, user_text, assistant_text, "
+                    "mode, timestamp, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        state.conversation_id,
+                        turn.message_id,
+                        turn.user_text,
+                        turn.assistant_text,
+                        turn.mode.value,
+                        turn.timestamp,
+                        json.dumps(metadata, default=str),
+                    ),
+                )
+                db.execute(
+                    "UPDATE conversations SET last_activity = ?, current_mode = ?, metrics = ? "
+                    "WHERE id = ?",
+                    (
+                        turn.timestamp,
+                        turn.mode.value,
+                        json.dumps(state.metrics, default=str),
+                        state.conversation_id,
+                    ),
+                )
+
+        await self._worker.run(write)
+
+    async def end(self, conversation_id: str) -> None:
+        """Mark the conversation ended."""
+        now = time.time()
+
+        def update() -> None:
+            self._conn.execute(
+                "UPDATE conversations SET ended_at = ?, last_activity = ? WHERE id = ?",
+                (now, now, conversation_id),
+            )
+
+        await self._worker.run(update)
+
+    async def count_turns(self, conversation_id: str) -> int:
+        """How many turns the conversation has in total."""
+
+        def count() -> int:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM turns WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()
+            return int(row[0])
+
+        return await self._worker.run(count)

@@ -1,0 +1,101 @@
+"""The public API of Coda Voice (the names of ``shared/spec/voice-api.md``).
+
+Example:
+    >>> from coda.voice import VoiceManager, VoiceMessage
+"""
+
+from coda.core.config import (
+    AudioConfig,
+    LLMConfig,
+    MoshiConfig,
+    STTConfig,
+    TTSConfig,
+    VoiceConfig,
+    VoiceConversationSyncConfig,
+    VoiceLLMManagerConfig,
+    VoiceMemoryConfig,
+    VoicePersonalityConfig,
+    VoiceProcessingConfig,
+    VoiceToolsConfig,
+)
+from coda.core.errors import (
+    AudioProcessingError,
+    ConfigurationError,
+    ConversationError,
+    LLMIntegrationError,
+    MoshiConnectionError,
+    SyncError,
+    TimeoutError,
+    ValidationError,
+    VoiceInitializationError,
+    VoiceProcessingError,
+    VoiceTimeoutError,
+    VRAMAllocationError,
+)
+from coda.voice.integrations import (
+    VoiceConversationSync,
+    VoiceLLMManagerIntegration,
+    VoiceMemoryIntegration,
+    VoicePersonalityIntegration,
+    VoiceToolsIntegration,
+)
+from coda.voice.interfaces import VoiceManagerInterface
+from coda.voice.manager import VoiceManager
+from coda.core.models import (
+    ConflictResolutionStrategy,
+    ConversationState,
+    ConversationTurn,
+    LLMMessage,
+    SyncEventType,
+    ToolResult,
+    VoiceMessage,
+    VoiceProcessingMode,
+    VoiceResponse,
+    VoiceStreamChunk,
+)
+from coda.voice.processor import VoiceProcessor
+
+__all__ = [
+    "AudioConfig",
+    "AudioProcessingError",
+    "ConfigurationError",
+    "ConflictResolutionStrategy",
+    "ConversationError",
+    "ConversationState",
+    "ConversationTurn",
+    "LLMConfig",
+    "LLMIntegrationError",
+    "LLMMessage",
+    "MoshiConfig",
+    "MoshiConnectionError",
+    "STTConfig",
+    "SyncError",
+    "SyncEventType",
+    "TTSConfig",
+    "TimeoutError",
+    "ToolResult",
+    "VRAMAllocationError",
+    "ValidationError",
+    "VoiceConfig",
+    "VoiceConversationSync",
+    "VoiceConversationSyncConfig",
+    "VoiceInitializationError",
+    "VoiceLLMManagerConfig",
+    "VoiceLLMManagerIntegration",
+    "VoiceManager",
+    "VoiceManagerInterface",
+    "VoiceMemoryConfig",
+    "VoiceMemoryIntegration",
+    "VoiceMessage",
+    "VoicePersonalityConfig",
+    "VoicePersonalityIntegration",
+    "VoiceProcessingConfig",
+    "VoiceProcessingError",
+    "VoiceProcessingMode",
+    "VoiceProcessor",
+    "VoiceResponse",
+    "VoiceStreamChunk",
+    "VoiceTimeoutError",
+    "VoiceToolsConfig",
+    "VoiceToolsIntegration",
+]
