@@ -22,7 +22,15 @@ from coda.voice import (
     VoiceProcessingMode,
 )
 
-TIMING_ORDER = ("asr", "llm_first_token", "llm_total", "tts_first_audio", "tts_total", "first_audio", "total")
+TIMING_ORDER = (
+    "asr",
+    "llm_first_token",
+    "llm_total",
+    "tts_first_audio",
+    "tts_total",
+    "first_audio",
+    "total",
+)
 
 
 class ProgressBars:
@@ -32,6 +40,7 @@ class ProgressBars:
         self._bars: dict[str, tqdm] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        """Advance (or open) the bar of ``stage``."""
         bar = self._bars.get(stage)
         if bar is None:
             is_bytes = total > 1_000_000

@@ -100,9 +100,7 @@ class VoiceMessage:
 
         check_conversation_id(self.conversation_id)
         if not isinstance(self.audio_data, bytes | bytearray | memoryview):
-            raise ValidationError(
-                f"audio_data must be bytes, got {type(self.audio_data).__name__}"
-            )
+            raise ValidationError(f"audio_data must be bytes, got {type(self.audio_data).__name__}")
         if not self.audio_data:
             if self.text_content and self.text_content.strip():
                 return

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from coda.audio.decode import resample
+from coda.core.config import LLMConfig
+from coda.core.errors import ValidationError
+from coda.core.models import ConversationTurn
 from coda.modes.clock import TurnClock
 from coda.modes.events import SpokenPiece, TextDelta, Transcribed, TurnEvent, TurnFinished
 from coda.modes.prompt import build_messages
@@ -26,9 +29,6 @@ from coda.providers.base import (
     SpeechToText,
     TextToSpeech,
 )
-from coda.core.config import LLMConfig
-from coda.core.errors import ValidationError
-from coda.core.models import ConversationTurn
 
 _DONE = object()
 
@@ -102,6 +102,7 @@ class CascadeResponder:
             max_tokens=self._llm_config.max_tokens,
             temperature=self._llm_config.temperature,
             top_p=self._llm_config.top_p,
+            seed=self._llm_config.seed,
         )
         stats = GenerationStats()
         events: asyncio.Queue[object] = asyncio.Queue()

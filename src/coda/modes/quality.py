@@ -16,12 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 
 _WORD = re.compile(r"[a-z0-9']+")
-STOPWORDS = frozenset(
-    "a an the is are was were be been am i you he she it we they me my your our their his her "
-    "its what who whom which when where why how do does did can could would should will shall "
-    "of to in on at for with about from by and or but not no yes so if then than that this "
-    "these those there here please tell me us just some any".split()
-)
+# fmt: off
+STOPWORDS = frozenset((
+    "a", "an", "the", "is", "are", "was", "were", "be", "been", "am", "i", "you", "he",
+    "she", "it", "we", "they", "me", "my", "your", "our", "their", "his", "her", "its",
+    "what", "who", "whom", "which", "when", "where", "why", "how", "do", "does", "did",
+    "can", "could", "would", "should", "will", "shall", "of", "to", "in", "on", "at",
+    "for", "with", "about", "from", "by", "and", "or", "but", "not", "no", "yes", "so",
+    "if", "then", "than", "that", "this", "these", "those", "there", "here", "please",
+    "tell", "me", "us", "just", "some", "any",
+))
+# fmt: on
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,11 @@ class ModeDecision:
 
     def as_dict(self) -> dict[str, str]:
         """For response metadata."""
-        return {"requested": self.requested.value, "chosen": self.chosen.value, "reason": self.reason}
+        return {
+            "requested": self.requested.value,
+            "chosen": self.chosen.value,
+            "reason": self.reason,
+        }
 
 
 def requested_mode(
@@ -35,7 +39,9 @@ def requested_mode(
     return default
 
 
-def decide(requested: VoiceProcessingMode, unavailable: dict[VoiceProcessingMode, str]) -> ModeDecision:
+def decide(
+    requested: VoiceProcessingMode, unavailable: dict[VoiceProcessingMode, str]
+) -> ModeDecision:
     """Pick the responder for ``requested`` given which ones are unavailable (and why).
 
     Raises:

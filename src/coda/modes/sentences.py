@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import re
 
-ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st vs etc e.g i.e a.m p.m no approx dept est fig inc ltd co u.s "
-    "jan feb mar apr jun jul aug sep sept oct nov dec mt".split()
-)
+# fmt: off
+ABBREVIATIONS = frozenset((
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "a.m",
+    "p.m", "no", "approx", "dept", "est", "fig", "inc", "ltd", "co", "u.s", "jan", "feb",
+    "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mt",
+))
+# fmt: on
 _END = re.compile(r"([.!?…]+[\"')\]]*)(\s+)")
 _CLAUSE = re.compile(r"[,;:—–]\s")
 

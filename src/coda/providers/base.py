@@ -65,6 +65,7 @@ class GenerationRequest:
     max_tokens: int
     temperature: float
     top_p: float
+    seed: int | None = None
 
 
 @runtime_checkable

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from coda.assets.embedded import Progress, qwen_gguf
-from coda.providers.base import LanguageModel, SpeechToText, TextToSpeech
 from coda.core.config import LLMConfig, STTConfig, TTSConfig
 from coda.core.errors import ConfigurationError
+from coda.providers.base import LanguageModel, SpeechToText, TextToSpeech
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,15 @@ def _load_class(table: dict[str, str], name: str, role: str) -> Any:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def create_stt(config: STTConfig) -> SpeechToText:
+def create_stt(config: STTConfig, model_dir: Path) -> SpeechToText:
     """The speech-to-text provider named by ``config.provider``."""
-    return _load_class(STT_PROVIDERS, config.provider, "speech-to-text")(config)  # type: ignore[no-any-return]
+    cls = _load_class(STT_PROVIDERS, config.provider, "speech-to-text")
+    return cls(config, model_dir)
 
 
 def create_tts(config: TTSConfig) -> TextToSpeech:
     """The text-to-speech provider named by ``config.provider``."""
-    return _load_class(TTS_PROVIDERS, config.provider, "text-to-speech")(config)  # type: ignore[no-any-return]
+    return _load_class(TTS_PROVIDERS, config.provider, "text-to-speech")(config)
 
 
 @dataclass(frozen=True)

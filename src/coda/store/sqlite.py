@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coda.worker import WorkerThread
 from coda.core.errors import ConversationError
 from coda.core.models import ConversationState, ConversationTurn, VoiceProcessingMode
+from coda.worker import WorkerThread
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (

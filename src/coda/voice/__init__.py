@@ -32,15 +32,6 @@ from coda.core.errors import (
     VoiceTimeoutError,
     VRAMAllocationError,
 )
-from coda.voice.integrations import (
-    VoiceConversationSync,
-    VoiceLLMManagerIntegration,
-    VoiceMemoryIntegration,
-    VoicePersonalityIntegration,
-    VoiceToolsIntegration,
-)
-from coda.voice.interfaces import VoiceManagerInterface
-from coda.voice.manager import VoiceManager
 from coda.core.models import (
     ConflictResolutionStrategy,
     ConversationState,
@@ -53,6 +44,15 @@ from coda.core.models import (
     VoiceResponse,
     VoiceStreamChunk,
 )
+from coda.voice.integrations import (
+    VoiceConversationSync,
+    VoiceLLMManagerIntegration,
+    VoiceMemoryIntegration,
+    VoicePersonalityIntegration,
+    VoiceToolsIntegration,
+)
+from coda.voice.interfaces import VoiceManagerInterface
+from coda.voice.manager import VoiceManager
 from coda.voice.processor import VoiceProcessor
 
 __all__ = [

@@ -14,15 +14,6 @@ import numpy as np
 
 from coda.audio.decode import decode_audio, resample
 from coda.audio.encode import encode_wav
-from coda.modes import quality
-from coda.modes.cascade import CascadeResponder, TurnRequest
-from coda.modes.clock import TurnClock
-from coda.modes.events import SpokenPiece, TextDelta, Transcribed, TurnEvent, TurnFinished
-from coda.modes.selection import decide, requested_mode
-from coda.providers.base import LanguageModel, SpeechToText, TextToSpeech
-from coda.providers.registry import create_stt, create_tts, resolve_llm
-from coda.providers.tts.cache import CachedTTS
-from coda.store.sqlite import ConversationStore
 from coda.core.config import LLMConfig, VoiceConfig
 from coda.core.errors import ConversationError, VoiceInitializationError, VoiceProcessingError
 from coda.core.ids import check_conversation_id
@@ -33,6 +24,15 @@ from coda.core.models import (
     VoiceProcessingMode,
     VoiceResponse,
 )
+from coda.modes import quality
+from coda.modes.cascade import CascadeResponder, TurnRequest
+from coda.modes.clock import TurnClock
+from coda.modes.events import SpokenPiece, Transcribed, TurnEvent, TurnFinished
+from coda.modes.selection import decide, requested_mode
+from coda.providers.base import LanguageModel, SpeechToText, TextToSpeech
+from coda.providers.registry import create_stt, create_tts, resolve_llm
+from coda.providers.tts.cache import CachedTTS
+from coda.store.sqlite import ConversationStore
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +98,14 @@ class VoiceEngine:
                 progress=lambda done, total: report("prepare language model", done, total),
             )
             self.llm, self.llm_reason = choice.provider, choice.reason
-            self.stt = create_stt(self.config.stt)
+            self.stt = create_stt(self.config.stt, self.config.resolved_model_dir())
             tts = create_tts(self.config.tts)
             self.tts = CachedTTS(tts) if self.config.enable_caching else tts
             report("load models", 0, 3)
-            loaded = 0
-            for load in asyncio.as_completed([self.stt.load(), self.tts.load(), self.llm.load()]):
+            loads = [self.stt.load(), self.tts.load(), self.llm.load()]
+            for loaded, load in enumerate(asyncio.as_completed(loads), start=1):
                 await load
-                loaded += 1
-                report("load models", loaded, 3)
+                report("load models", loaded, len(loads))
             self._cascade = CascadeResponder(
                 self.stt,
                 self.llm,
@@ -134,7 +133,9 @@ class VoiceEngine:
         """
         assert self._cascade is not None and self.stt is not None and self.tts is not None
         speech = await self.tts.synthesize(_WARMUP_TEXT)
-        await self.stt.transcribe(resample(speech.samples, speech.sample_rate, self.stt.sample_rate))
+        await self.stt.transcribe(
+            resample(speech.samples, speech.sample_rate, self.stt.sample_rate)
+        )
         request = TurnRequest(audio=None, text=_WARMUP_TEXT, history=())
         async for _ in self._cascade.respond(request, TurnClock()):
             pass
@@ -164,11 +165,7 @@ class VoiceEngine:
         self._require_ready()
         if conversation_id in self._active:
             raise ConversationError(f"conversation {conversation_id!r} already exists")
-        if len(self._active) >= self.config.max_concurrent_conversations:
-            raise ConversationError(
-                f"{len(self._active)} conversations are active, the maximum "
-                f"(max_concurrent_conversations); end one first"
-            )
+        self._make_room()
         state = await self.store.create(conversation_id)
         self._active[conversation_id] = state
         return state
@@ -207,8 +204,31 @@ class VoiceEngine:
             return await self.start_conversation(conversation_id)
         if not state.is_active:
             raise ConversationError(f"conversation {conversation_id!r} has ended")
-        self._active.setdefault(conversation_id, state)
-        return self._active[conversation_id]
+        if conversation_id not in self._active:
+            self._make_room()
+            self._active[conversation_id] = state
+        return state
+
+    def _make_room(self) -> None:
+        """Make room to hold one more conversation within ``max_concurrent_conversations``.
+
+        At the limit, the least recently active idle conversation is released from
+        memory (it stays in the store and comes back on its next message). Only when
+        every held conversation is mid-turn is the new one refused.
+
+        Raises:
+            ConversationError: If every held conversation is busy.
+        """
+        if len(self._active) >= self.config.max_concurrent_conversations:
+            idle = [s for cid, s in self._active.items() if not self._turn_lock(cid).locked()]
+            if not idle:
+                raise ConversationError(
+                    f"{len(self._active)} conversations are mid-turn, the maximum "
+                    "(max_concurrent_conversations); retry when one finishes"
+                )
+            oldest = min(idle, key=lambda s: s.last_activity)
+            self._active.pop(oldest.conversation_id)
+            self._turn_locks.pop(oldest.conversation_id, None)
 
     def _turn_lock(self, conversation_id: str) -> asyncio.Lock:
         return self._turn_locks.setdefault(conversation_id, asyncio.Lock())
@@ -259,7 +279,9 @@ class VoiceEngine:
                         continue
                     yield event
                 assert transcript is not None and finished is not None
-                outcome = self._outcome(message, decision.as_dict(), transcript, finished, pieces, clock)
+                outcome = self._outcome(
+                    message, decision.as_dict(), transcript, finished, pieces, clock
+                )
                 await self._commit(state, message, transcript.text, outcome)
         except VoiceProcessingError:
             self._counters["errors"] += 1
@@ -328,7 +350,9 @@ class VoiceEngine:
     async def _commit(
         self, state: ConversationState, message: VoiceMessage, user_text: str, outcome: TurnOutcome
     ) -> None:
-        turn = ConversationTurn(user_text, outcome.reply_text, outcome.mode, message_id=message.message_id)
+        turn = ConversationTurn(
+            user_text, outcome.reply_text, outcome.mode, message_id=message.message_id
+        )
         state.turns.append(turn)
         del state.turns[: -self.config.max_conversation_length]
         state.current_mode = outcome.mode
@@ -345,7 +369,9 @@ class VoiceEngine:
     def response(self, outcome: TurnOutcome) -> VoiceResponse:
         """The ``VoiceResponse`` for a finished turn."""
         subtype = _SUBTYPES.get(self.config.audio.bit_depth, "PCM_16")
-        audio = encode_wav(outcome.audio, outcome.sample_rate, subtype) if outcome.audio.size else None
+        audio = (
+            encode_wav(outcome.audio, outcome.sample_rate, subtype) if outcome.audio.size else None
+        )
         return VoiceResponse(
             conversation_id=outcome.conversation_id,
             text_content=outcome.reply_text,
@@ -372,6 +398,7 @@ class VoiceEngine:
             "turns": self._counters["turns"],
             "errors": self._counters["errors"],
             "mean_timings_ms": means,
-            "tts_cache": {"hits": tts_cache.hits, "misses": tts_cache.misses} if tts_cache else None,
+            "tts_cache": {"hits": tts_cache.hits, "misses": tts_cache.misses}
+            if tts_cache
+            else None,
         }
-

@@ -90,7 +90,9 @@ class VoicePersonalityIntegration:
         user_feedback: dict[str, Any] | None = None,
     ) -> None:
         """Adjust traits from feedback."""
-        raise _missing("personality learning (VoicePersonalityIntegration.learn_from_voice_interaction)")
+        raise _missing(
+            "personality learning (VoicePersonalityIntegration.learn_from_voice_interaction)"
+        )
 
 
 class VoiceToolsIntegration:
@@ -125,7 +127,9 @@ class VoiceToolsIntegration:
 class VoiceLLMManagerIntegration:
     """Integrates voice processing with the LLM manager."""
 
-    def __init__(self, llm_manager: Any = None, config: VoiceLLMManagerConfig | None = None) -> None:
+    def __init__(
+        self, llm_manager: Any = None, config: VoiceLLMManagerConfig | None = None
+    ) -> None:
         self.llm_manager = llm_manager
         self.config = config or VoiceLLMManagerConfig()
 
@@ -186,6 +190,8 @@ class VoiceConversationSync:
         """Mirror a conversation's state."""
         raise _missing("conversation sync (VoiceConversationSync.sync_conversation_state)")
 
-    async def handle_conversation_update(self, conversation_id: str, update_data: dict[str, Any]) -> bool:
+    async def handle_conversation_update(
+        self, conversation_id: str, update_data: dict[str, Any]
+    ) -> bool:
         """Apply an update coming from the conversation manager."""
         raise _missing("conversation sync (VoiceConversationSync.handle_conversation_update)")

@@ -8,10 +8,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from coda.audio.encode import encode_wav
-from coda.modes.events import SpokenPiece, TextDelta, Transcribed
 from coda.core.config import VoiceConfig
-from coda.voice.engine import Progress, TurnOutcome, VoiceEngine
-from coda.voice.interfaces import VoiceManagerInterface
 from coda.core.models import (
     ConversationState,
     VoiceMessage,
@@ -19,6 +16,9 @@ from coda.core.models import (
     VoiceResponse,
     VoiceStreamChunk,
 )
+from coda.modes.events import SpokenPiece, TextDelta, Transcribed
+from coda.voice.engine import Progress, TurnOutcome, VoiceEngine
+from coda.voice.interfaces import VoiceManagerInterface
 
 
 class VoiceManager(VoiceManagerInterface):

@@ -7,8 +7,6 @@ from dataclasses import replace
 from typing import Any
 
 from coda.core.config import AudioConfig, MoshiConfig, VoiceConfig, VoiceProcessingConfig
-from coda.voice.engine import Progress
-from coda.voice.manager import VoiceManager
 from coda.core.models import (
     ConversationState,
     VoiceMessage,
@@ -16,6 +14,8 @@ from coda.core.models import (
     VoiceResponse,
     VoiceStreamChunk,
 )
+from coda.voice.engine import Progress
+from coda.voice.manager import VoiceManager
 
 INTEGRATIONS_MISSING = (
     "process_with_integrations: the memory, personality and tools integrations are not "
@@ -24,12 +24,16 @@ INTEGRATIONS_MISSING = (
 )
 
 
-def voice_config_from(config: VoiceProcessingConfig, base: VoiceConfig | None = None) -> VoiceConfig:
+def voice_config_from(
+    config: VoiceProcessingConfig, base: VoiceConfig | None = None
+) -> VoiceConfig:
     """Map a ``VoiceProcessingConfig`` onto a ``VoiceConfig`` (``base`` supplies the rest)."""
     base = base or VoiceConfig()
     return replace(
         base,
-        audio=replace(base.audio or AudioConfig(), sample_rate=config.sample_rate, channels=config.channels),
+        audio=replace(
+            base.audio or AudioConfig(), sample_rate=config.sample_rate, channels=config.channels
+        ),
         moshi=replace(
             base.moshi or MoshiConfig(),
             enabled=config.enable_moshi,

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from coda.providers.base import GenerationRequest, GenerationStats
-from coda.worker import WorkerThread
 from coda.core.config import LLMConfig
 from coda.core.errors import LLMIntegrationError, VoiceInitializationError
+from coda.providers.base import GenerationRequest, GenerationStats
+from coda.worker import WorkerThread
 
 
 class LlamaCppLLM:
@@ -67,6 +67,7 @@ class LlamaCppLLM:
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
                 top_p=request.top_p,
+                seed=request.seed,
                 stream=True,
             )
             stats.extra["kv_tokens_before"] = cached_before

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from coda.providers.base import GenerationRequest, GenerationStats
 from coda.core.config import LLMConfig
 from coda.core.errors import LLMIntegrationError
+from coda.providers.base import GenerationRequest, GenerationStats
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 
@@ -69,11 +69,13 @@ class OllamaLLM:
         """Stream the reply's text deltas."""
         from ollama import ResponseError
 
-        options = {
+        options: dict[str, float | int] = {
             "num_predict": request.max_tokens,
             "temperature": request.temperature,
             "top_p": request.top_p,
         }
+        if request.seed is not None:
+            options["seed"] = request.seed
         try:
             parts = await self._client.chat(
                 model=self.model,

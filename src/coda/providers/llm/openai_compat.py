@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, cast
 
-from coda.providers.base import GenerationRequest, GenerationStats
 from coda.core.config import LLMConfig
 from coda.core.errors import LLMIntegrationError
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
+from coda.providers.base import GenerationRequest, GenerationStats
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
@@ -52,13 +56,15 @@ class OpenAICompatLLM:
         """Stream the reply's text deltas."""
         from openai import OpenAIError
 
+        messages = cast("list[ChatCompletionMessageParam]", [m.as_dict() for m in request.messages])
         try:
             response = await self._client.chat.completions.create(
                 model=self.model,
-                messages=[m.as_dict() for m in request.messages],  # type: ignore[misc]
+                messages=messages,
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
                 top_p=request.top_p,
+                seed=request.seed,
                 stream=True,
             )
             count = 0

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from coda.assets.embedded import whisper_tiny_en_dir
+from coda.assets.embedded import whisper_base_dir, whisper_tiny_en_dir
+from coda.core.config import STTConfig, default_cache_dir
+from coda.core.errors import AudioProcessingError, ConfigurationError, VoiceInitializationError
 from coda.providers.base import Transcript
 from coda.worker import WorkerThread
-from coda.core.config import STTConfig
-from coda.core.errors import AudioProcessingError, VoiceInitializationError
 
 
 class FasterWhisperSTT:
@@ -22,15 +22,24 @@ class FasterWhisperSTT:
     name = "faster_whisper"
     sample_rate = 16000
 
-    def __init__(self, config: STTConfig) -> None:
+    def __init__(self, config: STTConfig, model_dir: Path | None = None) -> None:
         self._config = config
+        self._model_dir = model_dir or default_cache_dir() / "models"
         self._model: Any = None
         self._worker = WorkerThread(self.name)
 
-    @property
     def model_path(self) -> Path:
-        """The CTranslate2 model folder in use."""
-        return Path(self._config.model_path) if self._config.model_path else whisper_tiny_en_dir()
+        """The CTranslate2 model folder to load (assembling Whisper base if asked for)."""
+        if self._config.model_path:
+            return Path(self._config.model_path)
+        if self._config.model == "tiny.en":
+            return whisper_tiny_en_dir()
+        if self._config.model == "base":
+            return whisper_base_dir(self._model_dir)
+        raise ConfigurationError(
+            f"STTConfig.model {self._config.model!r} is unknown; use 'tiny.en' or 'base', "
+            "or set model_path"
+        )
 
     async def load(self) -> None:
         """Load the model on the worker thread."""
@@ -43,7 +52,7 @@ class FasterWhisperSTT:
 
         try:
             return WhisperModel(
-                str(self.model_path),
+                str(self.model_path()),
                 device="cpu",
                 compute_type=self._config.compute_type,
                 cpu_threads=self._config.threads or os.cpu_count() or 1,

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from coda.assets.embedded import piper_joe_voice
-from coda.providers.base import SpeechAudio
-from coda.worker import WorkerThread
 from coda.core.config import TTSConfig
 from coda.core.errors import AudioProcessingError, VoiceInitializationError
+from coda.providers.base import SpeechAudio
+from coda.worker import WorkerThread
 
 
 class PiperTTS:
@@ -58,8 +58,13 @@ class PiperTTS:
     def _synthesize(self, text: str) -> SpeechAudio:
         from piper import SynthesisConfig
 
-        rate = self._config.speaking_rate
-        config = SynthesisConfig(length_scale=1.0 / rate, volume=self._config.volume)
+        settings = self._config
+        config = SynthesisConfig(
+            length_scale=1.0 / settings.speaking_rate,
+            noise_scale=settings.noise_scale,
+            noise_w_scale=settings.noise_w_scale,
+            volume=settings.volume,
+        )
         pieces = [chunk.audio_float_array for chunk in self._voice.synthesize(text, config)]
         if not pieces:
             raise AudioProcessingError(f"nothing to speak in {text!r}")

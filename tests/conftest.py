@@ -1,0 +1,174 @@
+"""Session fixtures: each real model is loaded once, each real peer started once."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import jiwer
+import pytest
+
+from coda.audio.decode import decode_audio
+from coda.audio.encode import encode_wav
+from coda.providers.stt.faster_whisper import FasterWhisperSTT
+from coda.providers.tts.piper import PiperTTS
+from coda.voice import LLMConfig, STTConfig, TTSConfig, VoiceConfig, VoiceManager
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+Speak = Callable[[str], Awaitable[bytes]]
+Transcribe = Callable[[bytes], Awaitable[str]]
+
+
+def normalize(text: str) -> str:
+    """Lower-case words without punctuation, for word error rates."""
+    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate of ``hypothesis`` against ``reference`` after normalization."""
+    return float(jiwer.wer(normalize(reference), normalize(hypothesis)))
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on (loopback)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("store")
+
+
+SEED = 20261125
+
+
+@pytest.fixture(scope="session")
+def base_config(store_dir: Path) -> VoiceConfig:
+    """The development config ("auto" LLM) with a private store and a fixed sampling seed.
+
+    "auto" probes a closed port for Ollama, so the embedded model answers. The seed
+    makes a reply reproducible for the same words; the reply audio still varies from
+    run to run (Piper samples its prosody).
+    """
+    closed = f"http://127.0.0.1:{free_port()}"  # no Ollama here, even on a developer's machine
+    return VoiceConfig(
+        llm=LLMConfig(provider="auto", base_url=closed, seed=SEED),
+        store_path=str(store_dir / "coda.sqlite3"),
+    )
+
+
+@pytest.fixture(scope="session")
+async def manager(base_config: VoiceConfig) -> AsyncIterator[VoiceManager]:
+    """One VoiceManager with the real embedded models for the whole session."""
+    voice = VoiceManager(base_config)
+    await voice.initialize()
+    yield voice
+    await voice.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def user_voice() -> AsyncIterator[PiperTTS]:
+    """The simulated user: the embedded voice at its natural rate, the same audio every time."""
+    tts = PiperTTS(TTSConfig(speaking_rate=1.0, noise_scale=0.0, noise_w_scale=0.0))
+    await tts.load()
+    yield tts
+    await tts.close()
+
+
+@pytest.fixture(scope="session")
+def speak(user_voice: PiperTTS) -> Speak:
+    """A user's spoken question, as WAV bytes."""
+
+    async def run(text: str) -> bytes:
+        speech = await user_voice.synthesize(text)
+        return encode_wav(speech.samples, speech.sample_rate)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+async def listener(manager: VoiceManager) -> AsyncIterator[FasterWhisperSTT]:
+    """An independent, more accurate recognizer (Whisper base) that checks what Coda said.
+
+    Judging the reply audio with a second, larger model keeps the check independent
+    of the recognizer under test (tiny.en hears Piper's "France is" as "Francis").
+    """
+    stt = FasterWhisperSTT(
+        STTConfig(model="base", beam_size=5), manager.config.resolved_model_dir()
+    )
+    await stt.load()
+    yield stt
+    await stt.close()
+
+
+@pytest.fixture(scope="session")
+def transcribe(listener: FasterWhisperSTT) -> Transcribe:
+    """Recognize the words in WAV bytes with the independent listener."""
+
+    async def run(wav: bytes) -> str:
+        decoded = decode_audio(wav, listener.sample_rate)
+        return (await listener.transcribe(decoded.samples)).text
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def qwen_path(manager: VoiceManager) -> Path:
+    """The assembled embedded GGUF (the manager's initialize() verified it)."""
+    return manager.config.resolved_model_dir() / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+
+
+@pytest.fixture(scope="session")
+def llama_server(qwen_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real OpenAI-compatible server: ``python -m llama_cpp.server`` on loopback."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(qwen_path),
+        "--model_alias",
+        "qwen-0.5b",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--n_threads",
+        "2",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail("llama_cpp.server did not start within 120 s")
+            time.sleep(0.3)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()

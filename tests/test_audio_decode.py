@@ -1,0 +1,92 @@
+"""Decoding and validation of message audio, with real libsndfile and soxr."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from coda.audio.decode import decode_audio, probe_audio
+from coda.audio.encode import encode_wav
+from coda.voice import ValidationError, VoiceMessage
+
+RATE = 24000
+
+
+def _tone(seconds: float = 1.0, rate: int = RATE, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    mono = 0.4 * np.sin(2 * np.pi * 440 * t) * np.hanning(len(t))
+    return np.stack([mono] * channels, axis=1) if channels > 1 else mono
+
+
+def _encode(samples: np.ndarray, rate: int, fmt: str, subtype: str) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "rate", "channels"),
+    [
+        ("WAV", "PCM_16", 16000, 1),
+        ("WAV", "PCM_24", 44100, 2),
+        ("WAV", "PCM_32", 48000, 1),
+        ("WAV", "FLOAT", 24000, 1),
+        ("FLAC", "PCM_16", 48000, 2),
+        ("OGG", "VORBIS", 24000, 1),
+    ],
+)
+def test_formats_decode_to_mono_at_the_target_rate(
+    fmt: str, subtype: str, rate: int, channels: int
+) -> None:
+    source = _tone(1.0, rate, channels)
+    data = _encode(source, rate, fmt, subtype)
+    info = probe_audio(data)
+    assert (info.format, info.sample_rate, info.channels) == (fmt.lower(), rate, channels)
+
+    decoded = decode_audio(data, 16000)
+    assert decoded.sample_rate == 16000 and decoded.samples.ndim == 1
+    assert decoded.samples.dtype == np.float32
+    # Duration kept within one 20 ms frame.
+    assert abs(decoded.duration_seconds - 1.0) <= 0.02
+    # Content kept: correlation with the reference tone resampled to 16 kHz.
+    reference = _tone(1.0, 16000)
+    n = min(len(reference), len(decoded.samples))
+    correlation = np.corrcoef(reference[:n], decoded.samples[:n])[0, 1]
+    assert correlation > 0.95
+
+
+def test_voice_message_metadata_is_populated() -> None:
+    message = VoiceMessage("c", _encode(_tone(1.5, 44100, 2), 44100, "FLAC", "PCM_16"))
+    message.validate()
+    assert (message.format, message.sample_rate, message.channels) == ("flac", 44100, 2)
+    assert message.duration_seconds == pytest.approx(1.5, abs=0.001)
+    assert message.get_audio_metadata()["frames"] == int(1.5 * 44100)
+
+
+def test_wav_encoder_round_trip() -> None:
+    tone = _tone(0.5).astype(np.float32)
+    decoded = decode_audio(encode_wav(tone, RATE), RATE)
+    assert np.max(np.abs(decoded.samples - tone)) < 1e-3  # 16-bit quantization
+
+
+def test_text_only_message_needs_no_audio() -> None:
+    VoiceMessage("c", b"", text_content="hello").validate()
+    with pytest.raises(ValidationError, match="empty"):
+        VoiceMessage("c", b"", text_content="   ").validate()
+
+
+def test_length_limit_is_checked_before_decoding() -> None:
+    # A header that claims an hour of audio is refused from the header alone.
+    data = _encode(_tone(2.0, 8000), 8000, "WAV", "PCM_16")
+    with pytest.raises(ValidationError, match="maximum is 1.0 s"):
+        probe_audio(data, max_seconds=1.0)
+
+
+def test_nan_samples_are_rejected() -> None:
+    samples = _tone(0.5).astype(np.float32)
+    samples[100] = np.nan
+    with pytest.raises(ValidationError, match="NaN"):
+        decode_audio(_encode(samples, RATE, "WAV", "FLOAT"), 16000)

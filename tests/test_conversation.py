@@ -1,0 +1,207 @@
+"""The llm_enhanced path end to end with the real embedded models."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import soundfile as sf
+
+from coda.voice import VoiceConfig, VoiceManager, VoiceMessage, VoiceProcessingMode
+from tests.conftest import Speak, Transcribe, wer
+
+TIMING_KEYS = {"asr", "llm_first_token", "llm_total", "tts_first_audio", "tts_total", "total"}
+
+
+async def test_spoken_question_gets_a_spoken_answer(
+    manager: VoiceManager, speak: Speak, transcribe: Transcribe
+) -> None:
+    question = "What is the capital of France?"
+    message = VoiceMessage(conversation_id="france", audio_data=await speak(question))
+    response = await manager.process_voice_message(message)
+
+    # Recognition: WER <= 10 % against what was said.
+    assert wer(question, response.metadata["transcript"]) <= 0.10
+    assert response.metadata["transcript_source"] == "asr"
+    # The reply answers the question.
+    assert "paris" in response.text_content.lower()
+    # The reply audio is a WAV at the configured rate that says the reply (WER <= 15 %).
+    assert response.audio_data is not None
+    audio, rate = sf.read(io.BytesIO(response.audio_data))
+    assert rate == manager.config.audio.sample_rate
+    assert 0.5 < len(audio) / rate < 20.0
+    assert "paris" in (await transcribe(response.audio_data)).lower()
+    # Timings: every stage measured, in order, adding up within the total.
+    timings = response.metadata["timings_ms"]
+    assert set(timings) >= TIMING_KEYS
+    assert all(timings[key] > 0 for key in TIMING_KEYS)
+    assert timings["llm_first_token"] <= timings["llm_total"] <= timings["total"]
+    assert timings["asr"] + timings["llm_total"] <= timings["total"] + 1.0
+    assert response.processing_time == timings["total"]
+    # The mode actually used, and why.
+    assert response.processing_mode is VoiceProcessingMode.LLM_ENHANCED
+    assert response.metadata["mode_selection"]["requested"] == "adaptive"
+    assert "moshi" in response.metadata["mode_selection"]["reason"].lower()
+    # Message metadata populated by validation.
+    assert message.format == "wav" and message.channels == 1
+    assert message.sample_rate is not None and message.duration_seconds is not None
+    assert 1.0 < message.duration_seconds < 4.0
+
+
+async def test_reply_audio_says_the_reply_text(
+    manager: VoiceManager, speak: Speak, transcribe: Transcribe
+) -> None:
+    """Reply audio heard by an independent recognizer: corpus WER <= 15 % over four replies.
+
+    One short reply is too coarse a sample (one merged word in six is 33 %), so the
+    threshold applies to the words of four replies together.
+    """
+    questions = (
+        "What is the capital of France?",
+        "Can you suggest a quick breakfast idea?",
+        "How many legs does a spider have?",
+        "Tell me something nice about the ocean.",
+    )
+    said, heard = [], []
+    for question in questions:
+        response = await manager.process_voice_message(VoiceMessage("heard", await speak(question)))
+        assert response.audio_data is not None
+        said.append(response.text_content)
+        heard.append(await transcribe(response.audio_data))
+    assert sum(len(text.split()) for text in said) >= 20
+    assert wer(" ".join(said), " ".join(heard)) <= 0.15
+
+
+async def test_quality_scores_come_from_the_signals(manager: VoiceManager, speak: Speak) -> None:
+    spoken = await manager.process_voice_message(
+        VoiceMessage("scores", await speak("What is the capital of France?"))
+    )
+    typed = await manager.process_voice_message(
+        VoiceMessage("scores", b"", text_content="What is the capital of France?")
+    )
+    for response in (spoken, typed):
+        metrics = response.get_quality_metrics()
+        assert set(metrics) == {
+            "confidence_score",
+            "relevance_score",
+            "coherence_score",
+            "audio_quality_score",
+        }
+        assert all(0.0 <= value <= 1.0 for value in metrics.values())
+        assert metrics["audio_quality_score"] > 0.3  # Piper's speech: not clipped, not silent
+    # Recognition confidence is Whisper's; typed text is certain.
+    assert spoken.confidence_score == spoken.metadata["transcript_confidence"]
+    assert 0.5 < spoken.confidence_score < 1.0  # type: ignore[operator]
+    assert typed.confidence_score == 1.0
+    # "capital" and "France" come back in "The capital of France is Paris."
+    assert spoken.relevance_score >= 0.6  # type: ignore[operator]
+
+
+async def test_second_turn_uses_the_first(manager: VoiceManager, speak: Speak) -> None:
+    first = await manager.process_voice_message(VoiceMessage("ada", await speak("My name is Ada.")))
+    assert first.text_content
+    second = await manager.process_voice_message(
+        VoiceMessage("ada", await speak("What is my name?"))
+    )
+    assert "ada" in second.text_content.lower()
+    state = await manager.get_conversation_state("ada")
+    assert state is not None and [t.user_text for t in state.turns] == [
+        first.metadata["transcript"],
+        second.metadata["transcript"],
+    ]
+
+
+async def test_history_survives_a_restart(base_config: VoiceConfig, speak: Speak) -> None:
+    first = VoiceManager(base_config)
+    await first.initialize()
+    try:
+        await first.process_voice_message(
+            VoiceMessage("restart", b"", text_content="My name is Ada.")
+        )
+    finally:
+        await first.cleanup()
+
+    second = VoiceManager(base_config)
+    await second.initialize()
+    try:
+        state = await second.get_conversation_state("restart")
+        assert state is not None and state.is_active and state.turn_count == 1
+        reply = await second.process_voice_message(
+            VoiceMessage("restart", await speak("What is my name?"))
+        )
+        assert "ada" in reply.text_content.lower()
+    finally:
+        await second.cleanup()
+
+
+async def test_history_is_bounded_by_max_conversation_length(manager: VoiceManager) -> None:
+    limit = manager.config.max_conversation_length
+    manager.config.max_conversation_length = 2
+    manager.engine._cascade._max_history = 2  # type: ignore[union-attr]
+    try:
+        for text in ("One.", "Two.", "Three."):
+            await manager.process_voice_message(VoiceMessage("bounded", b"", text_content=text))
+        state = await manager.get_conversation_state("bounded")
+        assert state is not None and [t.user_text for t in state.turns] == ["Two.", "Three."]
+        assert await manager.engine.store.count_turns("bounded") == 3  # the store keeps all
+    finally:
+        manager.config.max_conversation_length = limit
+        manager.engine._cascade._max_history = limit  # type: ignore[union-attr]
+
+
+async def test_streaming_yields_transcript_text_and_audio(
+    manager: VoiceManager, speak: Speak
+) -> None:
+    message = VoiceMessage("stream", await speak("What is the capital of France?"))
+    chunks = [chunk async for chunk in manager.process_streaming(message)]
+    kinds = [chunk.kind for chunk in chunks]
+    assert kinds[0] == "transcript" and kinds[-1] == "final" and chunks[-1].is_final
+    assert "text" in kinds and "audio" in kinds
+    assert [chunk.sequence for chunk in chunks] == list(range(len(chunks)))
+    deltas = "".join(c.text_content or "" for c in chunks if c.kind == "text")
+    assert deltas.strip() == chunks[-1].text_content
+    spoken = " ".join(c.text_content or "" for c in chunks if c.kind == "audio")
+    assert spoken.split() == deltas.split()
+    for chunk in chunks:
+        if chunk.kind == "audio":
+            assert chunk.audio_data is not None
+            audio, _ = sf.read(io.BytesIO(chunk.audio_data))
+            assert len(audio) > 0
+    elapsed = [chunk.elapsed_ms for chunk in chunks]
+    assert elapsed == sorted(elapsed)
+    assert chunks[-1].metadata["timings_ms"]["total"] > 0
+
+
+async def test_voice_processor_is_the_same_engine(
+    base_config: VoiceConfig, manager: VoiceManager
+) -> None:
+    from coda.voice import VoiceProcessingConfig, VoiceProcessor
+
+    processor = VoiceProcessor(
+        VoiceProcessingConfig(default_mode=VoiceProcessingMode.LLM_ENHANCED, sample_rate=16000),
+        voice_config=base_config,
+    )
+    await processor.start()
+    try:
+        started = time.perf_counter()
+        response = await processor.process_voice_message(
+            VoiceMessage(
+                "processor",
+                b"",
+                text_content="What is the capital of France?",
+                processing_mode=VoiceProcessingMode.LLM_ENHANCED,
+            )
+        )
+        assert (time.perf_counter() - started) * 1000 >= response.processing_time  # type: ignore[operator]
+        assert "paris" in response.text_content.lower()
+        assert response.audio_data is not None
+        assert sf.info(io.BytesIO(response.audio_data)).samplerate == 16000
+        plain = await processor.process_with_integrations(
+            VoiceMessage("processor", b"", text_content="Thanks!"),
+            include_memory=False,
+            include_personality=False,
+            include_tools=False,
+        )
+        assert plain.text_content
+    finally:
+        await processor.stop()
