@@ -10,7 +10,7 @@ import soundfile as sf
 
 from coda.audio.decode import decode_audio, probe_audio
 from coda.audio.encode import encode_wav
-from coda.voice import ValidationError, VoiceMessage
+from coda.voice import AudioConfig, ValidationError, VoiceMessage
 
 RATE = 24000
 
@@ -82,7 +82,7 @@ def test_length_limit_is_checked_before_decoding() -> None:
     # A header that claims an hour of audio is refused from the header alone.
     data = _encode(_tone(2.0, 8000), 8000, "WAV", "PCM_16")
     with pytest.raises(ValidationError, match="maximum is 1.0 s"):
-        probe_audio(data, max_seconds=1.0)
+        probe_audio(data, AudioConfig(max_audio_length_seconds=1.0))
 
 
 def test_nan_samples_are_rejected() -> None:

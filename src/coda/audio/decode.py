@@ -1,8 +1,10 @@
 """Decode and validate audio bytes into float32 mono at the engine's rate.
 
-Decoding goes through libsndfile (WAV, FLAC, MP3, OGG). The header is read
-first and the declared duration checked before any sample is decoded, so a
-hostile header cannot make Coda allocate more than the configured maximum.
+Containers go through libsndfile (WAV, FLAC, MP3, OGG Vorbis/Opus); raw PCM is
+read with the format the caller declares. The header is checked against the
+``AudioConfig`` input policy before any sample is decoded, and samples are read
+in bounded blocks, so a hostile file cannot make Coda allocate more than the
+configured maximum duration.
 """
 
 from __future__ import annotations
@@ -15,11 +17,29 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from coda.core.config import AudioConfig
 from coda.core.errors import ValidationError
 
-DEFAULT_MAX_SECONDS = 30.0
-DEFAULT_MIN_SECONDS = 0.1
-DEFAULT_SILENCE_PEAK = 1e-3
+DEFAULT_POLICY = AudioConfig()
+RAW_FORMATS = {
+    "pcm_u8": "PCM_U8",
+    "pcm_s8": "PCM_S8",
+    "pcm_s16le": "PCM_16",
+    "pcm_s24le": "PCM_24",
+    "pcm_s32le": "PCM_32",
+    "pcm_f32le": "FLOAT",
+}
+"""Raw PCM formats a caller can declare in ``VoiceMessage.format`` (little-endian)."""
+_BLOCK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class RawFormat:
+    """What a caller declares about raw PCM bytes."""
+
+    format: str
+    sample_rate: int
+    channels: int
 
 
 @dataclass(frozen=True)
@@ -63,90 +83,152 @@ class DecodedAudio:
         return len(self.samples) / self.sample_rate
 
 
-def probe_audio(data: bytes, max_seconds: float | None = None) -> AudioInfo:
-    """Read and check the header of ``data``.
+def _open_args(data: bytes, raw: RawFormat | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    subtype = RAW_FORMATS.get(raw.format)
+    if subtype is None:
+        raise ValidationError(
+            f"raw format {raw.format!r} is unknown; declare one of {sorted(RAW_FORMATS)}"
+        )
+    width = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3}.get(subtype, 4)
+    if raw.sample_rate <= 0 or raw.channels <= 0:
+        raise ValidationError("raw PCM needs a positive sample_rate and channels")
+    if len(data) % (width * raw.channels):
+        raise ValidationError(
+            f"raw PCM is truncated: {len(data)} bytes is not a whole number of "
+            f"{width * raw.channels}-byte frames"
+        )
+    return {
+        "format": "RAW",
+        "subtype": subtype,
+        "samplerate": raw.sample_rate,
+        "channels": raw.channels,
+        "endian": "LITTLE",
+    }
+
+
+def probe_audio(
+    data: bytes, policy: AudioConfig | None = None, raw: RawFormat | None = None
+) -> AudioInfo:
+    """Read and check the header of ``data`` against the input policy.
 
     Args:
-        data: The encoded audio.
-        max_seconds: Longest accepted duration (None: 30 s).
+        data: The encoded audio (or raw PCM, with ``raw``).
+        policy: The ``AudioConfig`` whose input policy applies (None: the defaults).
+        raw: The declared format when ``data`` is headerless PCM.
 
     Raises:
-        ValidationError: If the bytes are empty, not audio, truncated, or too long.
+        ValidationError: If the bytes are empty, not audio, truncated, too long,
+            or of an unsupported rate, channel count or encoding.
     """
+    policy = policy or DEFAULT_POLICY
     if not data:
         raise ValidationError("audio is empty (0 bytes)")
-    if data[:4] == b"RIFF" and len(data) < 44:
+    if len(data) > policy.max_input_bytes:
+        raise ValidationError(
+            f"audio is {len(data)} bytes; the maximum is {policy.max_input_bytes} "
+            "(AudioConfig.max_input_bytes)"
+        )
+    if raw is None and data[:4] == b"RIFF" and len(data) < 44:
         raise ValidationError(f"WAV header is truncated: {len(data)} bytes, a header needs 44")
     try:
-        raw = sf.info(io.BytesIO(data))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        with sf.SoundFile(io.BytesIO(data), **_open_args(data, raw)) as handle:
+            info = AudioInfo(
+                format="pcm" if raw else str(handle.format).lower(),
+                subtype=str(handle.subtype),
+                sample_rate=int(handle.samplerate),
+                channels=int(handle.channels),
+                frames=int(handle.frames),
+            )
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise ValidationError(
             f"audio could not be read as WAV, FLAC, MP3 or OGG ({len(data)} bytes): {exc}"
         ) from exc
-    info = AudioInfo(
-        format=str(raw.format).lower(),
-        subtype=str(raw.subtype),
-        sample_rate=int(raw.samplerate),
-        channels=int(raw.channels),
-        frames=int(raw.frames),
-    )
-    if info.sample_rate <= 0 or info.channels <= 0:
+    _check_policy(info, policy)
+    return info
+
+
+def _check_policy(info: AudioInfo, policy: AudioConfig) -> None:
+    if info.sample_rate not in policy.input_sample_rates:
         raise ValidationError(
-            f"audio header is invalid: {info.sample_rate} Hz, {info.channels} channels"
+            f"sample rate {info.sample_rate} Hz is not supported; "
+            f"use one of {policy.input_sample_rates} (AudioConfig.input_sample_rates)"
+        )
+    if not 1 <= info.channels <= policy.max_input_channels:
+        raise ValidationError(
+            f"{info.channels} channels are not supported; at most "
+            f"{policy.max_input_channels} (AudioConfig.max_input_channels)"
+        )
+    if info.subtype not in policy.input_encodings:
+        raise ValidationError(
+            f"sample encoding {info.subtype} is not supported; use one of "
+            f"{policy.input_encodings} (AudioConfig.input_encodings)"
         )
     if info.frames <= 0:
         raise ValidationError("audio holds no samples (truncated or empty data chunk)")
-    limit = DEFAULT_MAX_SECONDS if max_seconds is None else max_seconds
-    if info.duration_seconds > limit:
+    if info.duration_seconds > policy.max_audio_length_seconds:
         raise ValidationError(
-            f"audio is {info.duration_seconds:.1f} s long; the maximum is {limit:.1f} s "
-            "(AudioConfig.max_audio_length_seconds)"
+            f"audio is {info.duration_seconds:.1f} s long; the maximum is "
+            f"{policy.max_audio_length_seconds:.1f} s (AudioConfig.max_audio_length_seconds)"
         )
-    return info
 
 
 def decode_audio(
     data: bytes,
     target_rate: int,
-    *,
-    max_seconds: float | None = None,
-    min_seconds: float = DEFAULT_MIN_SECONDS,
-    silence_peak: float = DEFAULT_SILENCE_PEAK,
+    policy: AudioConfig | None = None,
+    raw: RawFormat | None = None,
 ) -> DecodedAudio:
     """Decode ``data`` to mono float32 at ``target_rate`` and check it holds sound.
 
     Args:
-        data: The encoded audio.
+        data: The encoded audio (or raw PCM, with ``raw``).
         target_rate: Sample rate of the result, in Hz.
-        max_seconds: Longest accepted duration (None: 30 s).
-        min_seconds: Shortest accepted duration.
-        silence_peak: Peak amplitude under which the audio counts as silent.
+        policy: The ``AudioConfig`` whose input policy and limits apply.
+        raw: The declared format when ``data`` is headerless PCM.
 
     Raises:
-        ValidationError: If the audio is unreadable, too short, too long or silent.
+        ValidationError: If the audio is unreadable, unsupported, too short,
+            too long or silent.
     """
-    info = probe_audio(data, max_seconds)
+    policy = policy or DEFAULT_POLICY
+    info = probe_audio(data, policy, raw)
+    limit = int(policy.max_audio_length_seconds * info.sample_rate) + 1
+    block = max(1, int(_BLOCK_SECONDS * info.sample_rate))
+    pieces: list[np.ndarray] = []
+    total = 0
     try:
-        samples, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with sf.SoundFile(io.BytesIO(data), **_open_args(data, raw)) as handle:
+            for chunk in handle.blocks(blocksize=block, dtype="float32", always_2d=True):
+                total += len(chunk)
+                if total > limit:
+                    raise ValidationError(
+                        "audio is longer than its header says and than the maximum "
+                        f"{policy.max_audio_length_seconds:.1f} s"
+                    )
+                pieces.append(chunk.mean(axis=1, dtype=np.float32))
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise ValidationError(f"audio data is corrupt or truncated: {exc}") from exc
-    if samples.shape[0] == 0:
+    mono = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    return DecodedAudio(_checked(mono, info.sample_rate, policy, target_rate), target_rate, info)
+
+
+def _checked(mono: np.ndarray, rate: int, policy: AudioConfig, target_rate: int) -> np.ndarray:
+    if mono.size == 0:
         raise ValidationError("audio holds no samples (truncated data chunk)")
-    mono = samples.mean(axis=1, dtype=np.float32)
     if not np.all(np.isfinite(mono)):
         raise ValidationError("audio holds NaN or infinite samples")
-    duration = len(mono) / info.sample_rate
-    if duration < min_seconds:
+    duration = len(mono) / rate
+    if duration < policy.min_audio_length_seconds:
         raise ValidationError(
-            f"audio is {duration * 1000:.0f} ms long; at least {min_seconds * 1000:.0f} ms "
-            "of speech is needed"
+            f"audio is {duration * 1000:.0f} ms long; at least "
+            f"{policy.min_audio_length_seconds * 1000:.0f} ms of speech is needed"
         )
     peak = float(np.max(np.abs(mono)))
-    if peak < silence_peak:
-        raise ValidationError(
-            f"audio is silent (peak {peak:.2e} of full scale): no speech to answer"
-        )
-    return DecodedAudio(resample(mono, info.sample_rate, target_rate), target_rate, info)
+    if peak < policy.silence_peak_threshold:
+        raise ValidationError(f"audio is silent (peak {peak:.2e} of full scale): no speech")
+    return resample(np.clip(mono, -1.0, 1.0), rate, target_rate)
 
 
 def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:

@@ -6,7 +6,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from coda.audio.decode import RawFormat
+    from coda.core.config import AudioConfig
 
 
 class VoiceProcessingMode(str, Enum):
@@ -85,11 +89,31 @@ class VoiceMessage:
 
     message_id: str = field(default_factory=lambda: new_id("msg"))
 
-    def validate(self, max_seconds: float | None = None) -> None:
+    def raw_format(self) -> RawFormat | None:
+        """The declared raw PCM format, when ``format`` names one (e.g. "pcm_s16le").
+
+        Raises:
+            ValidationError: If raw PCM is declared without its rate and channels.
+        """
+        from coda.audio.decode import RAW_FORMATS, RawFormat
+        from coda.core.errors import ValidationError
+
+        if self.format not in RAW_FORMATS:
+            return None
+        if not self.sample_rate or not self.channels:
+            raise ValidationError(
+                f"raw {self.format} audio needs sample_rate and channels on the message"
+            )
+        return RawFormat(self.format, self.sample_rate, self.channels)
+
+    def validate(self, policy: AudioConfig | None = None) -> None:
         """Validate the voice message data and populate the audio metadata.
 
+        Headerless PCM is accepted when ``format`` declares it (one of
+        ``coda.audio.decode.RAW_FORMATS``) together with ``sample_rate`` and ``channels``.
+
         Args:
-            max_seconds: Longest accepted audio (None: the ``AudioConfig`` default).
+            policy: The ``AudioConfig`` whose input policy applies (None: defaults).
 
         Raises:
             ValidationError: If message data is invalid.
@@ -105,11 +129,13 @@ class VoiceMessage:
             if self.text_content and self.text_content.strip():
                 return
             raise ValidationError("audio_data is empty and no text_content was given")
-        info = probe_audio(bytes(self.audio_data), max_seconds=max_seconds)
+        raw = self.raw_format()
+        info = probe_audio(bytes(self.audio_data), policy, raw)
         self.sample_rate = info.sample_rate
         self.channels = info.channels
         self.duration_seconds = info.duration_seconds
-        self.format = info.format
+        if raw is None:
+            self.format = info.format
 
     def get_audio_metadata(self) -> dict[str, Any]:
         """Get audio metadata from the audio data.
@@ -122,7 +148,7 @@ class VoiceMessage:
         """
         from coda.audio.decode import probe_audio
 
-        return probe_audio(bytes(self.audio_data)).as_dict()
+        return probe_audio(bytes(self.audio_data), raw=self.raw_format()).as_dict()
 
 
 @dataclass

@@ -14,6 +14,9 @@ import numpy as np
 
 from coda.audio.decode import decode_audio, resample
 from coda.audio.encode import encode_wav
+from coda.audio.frames import FRONT_END_RATE
+from coda.audio.frontend import clean_message
+from coda.audio.vad import VoiceActivityDetector
 from coda.core.config import LLMConfig, VoiceConfig
 from coda.core.errors import ConversationError, VoiceInitializationError, VoiceProcessingError
 from coda.core.ids import check_conversation_id
@@ -33,6 +36,7 @@ from coda.providers.base import LanguageModel, SpeechToText, TextToSpeech
 from coda.providers.registry import create_stt, create_tts, resolve_llm
 from coda.providers.tts.cache import CachedTTS
 from coda.store.sqlite import ConversationStore
+from coda.worker import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,9 @@ class VoiceEngine:
         self._active: dict[str, ConversationState] = {}
         self._turn_locks: dict[str, asyncio.Lock] = {}
         self._counters = {"turns": 0, "errors": 0}
+        # Whole messages are cleaned on their own thread with one reusable detector.
+        self._frontend = WorkerThread("frontend")
+        self._vad: VoiceActivityDetector | None = None
         self._timings: dict[str, list[float]] = {}
 
     @property
@@ -101,6 +108,8 @@ class VoiceEngine:
             self.stt = create_stt(self.config.stt, self.config.resolved_model_dir())
             tts = create_tts(self.config.tts)
             self.tts = CachedTTS(tts) if self.config.enable_caching else tts
+            if self.config.audio.enable_vad:
+                self._vad = await self._frontend.run(VoiceActivityDetector)
             report("load models", 0, 3)
             loads = [self.stt.load(), self.tts.load(), self.llm.load()]
             for loaded, load in enumerate(asyncio.as_completed(loads), start=1):
@@ -150,6 +159,9 @@ class VoiceEngine:
         self.stt = self.tts = self.llm = None
         await self.store.close()
         self.store = ConversationStore(self.config.resolved_store_path())
+        self._frontend.shutdown()
+        self._frontend = WorkerThread("frontend")
+        self._vad = None
         self._active.clear()
 
     # -- conversations -------------------------------------------------------------------
@@ -194,16 +206,26 @@ class VoiceEngine:
             return self._active[conversation_id]
         return await self.store.load(conversation_id, self.config.max_conversation_length)
 
-    async def _open_conversation(self, conversation_id: str) -> ConversationState:
+    async def _check_conversation(self, conversation_id: str) -> ConversationState | None:
+        """The conversation if it exists; raise if it may not take a turn.
+
+        Raises:
+            ConversationError: If it has ended, or is unknown and may not be auto-started.
+        """
         state = await self.get_conversation(conversation_id)
-        if state is None:
-            if not self.config.auto_start_conversations:
-                raise ConversationError(
-                    f"conversation {conversation_id!r} not found; call start_conversation first"
-                )
-            return await self.start_conversation(conversation_id)
-        if not state.is_active:
+        if state is None and not self.config.auto_start_conversations:
+            raise ConversationError(
+                f"conversation {conversation_id!r} not found; call start_conversation first"
+            )
+        if state is not None and not state.is_active:
             raise ConversationError(f"conversation {conversation_id!r} has ended")
+        return state
+
+    async def _open_conversation(self, conversation_id: str) -> ConversationState:
+        """The active conversation, held in memory, started if it is new."""
+        state = await self._check_conversation(conversation_id)
+        if state is None:
+            return await self.start_conversation(conversation_id)
         if conversation_id not in self._active:
             self._make_room()
             self._active[conversation_id] = state
@@ -254,10 +276,11 @@ class VoiceEngine:
         assert self._cascade is not None
         clock = TurnClock()
         try:
-            message.validate(self.config.audio.max_audio_length_seconds)
+            message.validate(self.config.audio)
             requested = requested_mode(mode, message.processing_mode, self.config.default_mode)
             decision = decide(requested, {})
-            samples = await self._decode(message)
+            await self._check_conversation(message.conversation_id)  # before costly decoding
+            samples = await self._decode(message, clock)
             state = await self._open_conversation(message.conversation_id)
             async with self._turn_lock(message.conversation_id):
                 request = TurnRequest(
@@ -288,20 +311,23 @@ class VoiceEngine:
             raise
         yield outcome
 
-    async def _decode(self, message: VoiceMessage) -> np.ndarray | None:
+    async def _decode(self, message: VoiceMessage, clock: TurnClock) -> np.ndarray | None:
         if not message.audio_data:
             return None
         assert self.stt is not None
-        audio = self.config.audio
         decoded = await asyncio.to_thread(
             decode_audio,
             bytes(message.audio_data),
-            self.stt.sample_rate,
-            max_seconds=audio.max_audio_length_seconds,
-            min_seconds=audio.min_audio_length_seconds,
-            silence_peak=audio.silence_peak_threshold,
+            FRONT_END_RATE,
+            self.config.audio,
+            message.raw_format(),
         )
-        return decoded.samples
+        started = clock.since()
+        cleaned = await self._frontend.run(
+            clean_message, decoded.samples, self.config.audio, self._vad
+        )
+        clock.add("frontend", clock.stop(started))
+        return resample(cleaned, FRONT_END_RATE, self.stt.sample_rate)
 
     def _outcome(
         self,

@@ -1,0 +1,98 @@
+"""Acoustic echo cancellation: Speex AEC with what Coda plays as the far-end reference.
+
+The canceller needs libspeexdsp. It uses ``$SPEEXDSP_LIB`` if set, else the copy
+bundled in the ``speexdsp-ns`` wheel, else the system's (Debian ``libspeexdsp1``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from coda.audio.frames import to_float, to_int16
+from coda.core.errors import AudioProcessingError
+
+
+def _bundled_speexdsp() -> str | None:
+    spec = importlib.util.find_spec("speexdsp_ns")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    libs = Path(next(iter(spec.submodule_search_locations))).parent / "speexdsp_ns.libs"
+    found = sorted(libs.glob("libspeexdsp*.so*"))
+    return str(found[0]) if found else None
+
+
+class EchoCanceller:
+    """Removes Coda's own voice, as picked up by the microphone, from near-end frames.
+
+    Call ``add_playback`` with the audio as it is played and ``process`` with each
+    captured frame; the reference consumed for a frame is the playback that was
+    queued for that moment (silence when nothing is playing).
+
+    Args:
+        sample_rate: Rate of both signals, in Hz.
+        frame_samples: Samples per frame given to ``process``.
+        tail_ms: Longest echo path modelled, in ms.
+    """
+
+    def __init__(self, sample_rate: int, frame_samples: int, tail_ms: int) -> None:
+        if "SPEEXDSP_LIB" not in os.environ and (bundled := _bundled_speexdsp()):
+            os.environ["SPEEXDSP_LIB"] = bundled
+        from speexdsp_aec import SpeexAec
+
+        frame_ms = frame_samples * 1000 // sample_rate
+        try:
+            self._aec = SpeexAec(sample_rate=sample_rate, frame_ms=frame_ms, filter_tail_ms=tail_ms)
+        except RuntimeError as exc:
+            raise AudioProcessingError(f"echo cancellation is unavailable: {exc}") from exc
+        self.frame_samples = frame_samples
+        self._far: deque[np.ndarray] = deque()
+        self._far_len = 0
+        self._silence = np.zeros(frame_samples, np.int16)
+
+    @property
+    def pending_playback_samples(self) -> int:
+        """Far-end samples queued and not yet matched with a captured frame."""
+        return self._far_len
+
+    def add_playback(self, samples: np.ndarray) -> None:
+        """Queue audio Coda is playing (float, at the canceller's rate)."""
+        if samples.size:
+            self._far.append(to_int16(samples))
+            self._far_len += len(samples)
+
+    def _take_reference(self) -> np.ndarray:
+        if self._far_len < self.frame_samples:
+            if not self._far_len:
+                return self._silence
+            tail = np.concatenate(list(self._far))
+            self._far.clear()
+            self._far_len = 0
+            return np.pad(tail, (0, self.frame_samples - len(tail)))
+        out = np.empty(self.frame_samples, np.int16)
+        filled = 0
+        while filled < self.frame_samples:
+            head = self._far[0]
+            take = min(len(head), self.frame_samples - filled)
+            out[filled : filled + take] = head[:take]
+            filled += take
+            if take == len(head):
+                self._far.popleft()
+            else:
+                self._far[0] = head[take:]
+        self._far_len -= self.frame_samples
+        return out
+
+    def process(self, frame: np.ndarray) -> np.ndarray:
+        """Cancel the echo in one captured frame (float); returns the cleaned frame."""
+        reference = self._take_reference()
+        cleaned = self._aec.process(to_int16(frame), reference)
+        return to_float(np.frombuffer(cleaned, np.int16))
+
+    def close(self) -> None:
+        """Free the canceller's state."""
+        self._aec.close()

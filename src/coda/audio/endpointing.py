@@ -1,0 +1,162 @@
+"""Endpointing: turn per-window speech probabilities into utterances.
+
+Time is counted in samples, so the logic is exact and testable without a clock.
+A speech onset is confirmed only after ``min_speech_ms`` of speech (a click or a
+short "mm" never starts a turn); the utterance keeps ``pre_roll_ms`` of audio
+before the onset so the first syllable survives; it ends after
+``vad_hangover_ms`` below the end threshold (``vad_threshold - vad_end_offset``)
+or when it reaches ``max_audio_length_seconds``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from coda.core.config import AudioConfig
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """Speech was confirmed; ``at_seconds`` is its onset in the stream."""
+
+    at_seconds: float
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One stretch of speech, with its pre-roll, as float32 samples."""
+
+    samples: np.ndarray
+    sample_rate: int
+    start_seconds: float
+    end_seconds: float
+
+    @property
+    def duration_seconds(self) -> float:
+        """Length of ``samples`` in seconds."""
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    """Speech ended at ``at_seconds`` (end of the last speech window)."""
+
+    at_seconds: float
+    utterance: Utterance
+
+
+EndpointEvent = SpeechStarted | SpeechEnded
+
+
+class Endpointer:
+    """A small state machine over VAD windows: idle → candidate → speech → idle."""
+
+    def __init__(self, config: AudioConfig, sample_rate: int, window_samples: int) -> None:
+        self._rate = sample_rate
+        self._window = window_samples
+        self._start_threshold = config.vad_threshold
+        self._end_threshold = config.vad_threshold - config.vad_end_offset
+        self._min_speech = config.min_speech_ms * sample_rate // 1000
+        self._hangover = config.vad_hangover_ms * sample_rate // 1000
+        self._max_samples = int(config.max_audio_length_seconds * sample_rate)
+        pre_roll_windows = -(-config.pre_roll_ms * sample_rate // 1000 // window_samples)
+        self._pre_roll_windows = max(1, pre_roll_windows)
+        self._history: deque[np.ndarray] = deque(maxlen=self._pre_roll_windows)
+        self._position = 0  # samples seen so far
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to idle, dropping any speech in progress."""
+        self._state = "idle"
+        self._onset = 0
+        self._last_speech_end = 0
+        self._speech_run = 0
+        self._silence_run = 0
+        self._collected: list[np.ndarray] = []
+        self._collected_start = 0
+
+    @property
+    def in_speech(self) -> bool:
+        """True between a confirmed onset and its end."""
+        return self._state == "speech"
+
+    @property
+    def position_seconds(self) -> float:
+        """Stream time consumed so far."""
+        return self._position / self._rate
+
+    def feed(
+        self, window: np.ndarray, probability: float, keep: np.ndarray | None = None
+    ) -> list[EndpointEvent]:
+        """Advance by one VAD window and its speech probability.
+
+        Args:
+            window: The audio the probability was computed on.
+            probability: Speech probability of ``window``.
+            keep: The same stretch as it should appear in utterances (default: ``window``).
+        """
+        window = window if keep is None else keep
+        start = self._position
+        self._position += len(window)
+        events: list[EndpointEvent] = []
+        if self._state == "idle":
+            if probability >= self._start_threshold:
+                self._state = "candidate"
+                self._onset = start
+                self._collected = list(self._history)
+                self._collected_start = start - sum(len(w) for w in self._history)
+                self._speech_run = 0
+                self._silence_run = 0
+            else:
+                self._history.append(window)
+                return events
+        self._collected.append(window)
+        if probability >= self._end_threshold:
+            self._speech_run += len(window)
+            self._silence_run = 0
+            self._last_speech_end = self._position
+        else:
+            self._silence_run += len(window)
+        if self._state == "candidate":
+            if self._speech_run >= self._min_speech:
+                self._state = "speech"
+                events.append(SpeechStarted(self._onset / self._rate))
+            elif self._silence_run > 0:
+                self._abandon()
+                return events
+        if self._state == "speech":
+            too_long = self._position - self._collected_start >= self._max_samples
+            if self._silence_run >= self._hangover or too_long:
+                events.append(self._finish())
+        return events
+
+    def flush(self) -> list[EndpointEvent]:
+        """End the stream: a confirmed utterance in progress is finished."""
+        if self._state == "speech":
+            return [self._finish()]
+        self.reset()
+        return []
+
+    def _abandon(self) -> None:
+        # Too short to be speech: the windows go back to the pre-roll history.
+        for window in self._collected[-self._pre_roll_windows :]:
+            self._history.append(window)
+        self.reset()
+
+    def _finish(self) -> SpeechEnded:
+        audio = np.concatenate(self._collected) if self._collected else np.zeros(0, np.float32)
+        # Keep the hangover's silence out, but only up to the last speech window.
+        keep = max(0, self._last_speech_end - self._collected_start)
+        utterance = Utterance(
+            audio[:keep],
+            self._rate,
+            self._collected_start / self._rate,
+            self._last_speech_end / self._rate,
+        )
+        event = SpeechEnded(self._last_speech_end / self._rate, utterance)
+        self._history.clear()
+        self.reset()
+        return event
