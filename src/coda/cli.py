@@ -143,6 +143,15 @@ async def _setup(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _bench(args: argparse.Namespace) -> int:
+    if args.bench == "audio":
+        from coda.bench.audio import format_audio_bench, run_audio_bench
+
+        result = await asyncio.to_thread(run_audio_bench, args.seconds, args.rate)
+        print(format_audio_bench(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``coda``."""
     parser = argparse.ArgumentParser(prog="coda", description="Coda Voice: talk to an assistant.")
@@ -162,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--mode", choices=[m.value for m in VoiceProcessingMode])
 
     commands.add_parser("setup", help="assemble and verify the embedded models")
+
+    bench = commands.add_parser("bench", help="measure speed: prints figures and ratios")
+    benches = bench.add_subparsers(dest="bench", required=True)
+    audio = benches.add_parser("audio", help="front-end CPU time per 20 ms frame")
+    audio.add_argument("--seconds", type=float, default=30.0, help="audio to process")
+    audio.add_argument("--rate", type=int, default=48000, help="capture rate in Hz")
     return parser
 
 
@@ -170,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    handler = {"chat": _chat, "setup": _setup}[args.command]
+    handler = {"chat": _chat, "setup": _setup, "bench": _bench}[args.command]
     try:
         return asyncio.run(handler(args))
     except VoiceProcessingError as exc:

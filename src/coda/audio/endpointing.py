@@ -27,11 +27,16 @@ class SpeechStarted:
 
 @dataclass(frozen=True)
 class Utterance:
-    """One stretch of speech, with its pre-roll, as float32 samples."""
+    """One stretch of speech, with its pre-roll, as float32 samples.
+
+    ``start_seconds`` is where ``samples`` begin (the pre-roll included);
+    ``onset_seconds`` is where speech was detected.
+    """
 
     samples: np.ndarray
     sample_rate: int
     start_seconds: float
+    onset_seconds: float
     end_seconds: float
 
     @property
@@ -154,6 +159,7 @@ class Endpointer:
             audio[:keep],
             self._rate,
             self._collected_start / self._rate,
+            self._onset / self._rate,
             self._last_speech_end / self._rate,
         )
         event = SpeechEnded(self._last_speech_end / self._rate, utterance)

@@ -185,6 +185,6 @@ def clean_message(
     if not ends:
         raise ValidationError("no speech was detected in the audio (voice activity detection)")
     pad = config.trim_padding_ms * FRONT_END_RATE // 1000
-    start = max(0, int(ends[0].utterance.start_seconds * FRONT_END_RATE) - pad)
+    start = max(0, int(ends[0].utterance.onset_seconds * FRONT_END_RATE) - pad)
     end = min(len(audio), int(ends[-1].at_seconds * FRONT_END_RATE) + pad)
     return audio[start:end]

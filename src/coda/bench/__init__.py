@@ -1,0 +1,1 @@
+"""Benchmarks behind `coda bench ...`: they print figures and ratios."""
