@@ -145,18 +145,18 @@ async def test_idle_conversations_make_room_and_busy_ones_do_not(manager: VoiceM
     engine = manager.engine
     limit = manager.config.max_concurrent_conversations
     await manager.process_voice_message(VoiceMessage("room-a", b"", text_content="I am Ada."))
-    manager.config.max_concurrent_conversations = len(engine._active)
+    manager.config.max_concurrent_conversations = len(engine.conversations.active)
     try:
         # At the limit: the least recently active idle conversation leaves memory, not the store.
-        oldest = min(engine._active.values(), key=lambda s: s.last_activity)
+        oldest = min(engine.conversations.active.values(), key=lambda s: s.last_activity)
         turns = [t.user_text for t in oldest.turns]
         await manager.start_conversation("room-b")
-        assert oldest.conversation_id not in engine._active
-        assert len(engine._active) == manager.config.max_concurrent_conversations
+        assert oldest.conversation_id not in engine.conversations.active
+        assert len(engine.conversations.active) == manager.config.max_concurrent_conversations
         reloaded = await manager.get_conversation_state(oldest.conversation_id)
         assert reloaded is not None and [t.user_text for t in reloaded.turns] == turns
         # When every held conversation is mid-turn, a new one is refused.
-        locks = [engine._turn_lock(cid) for cid in engine._active]
+        locks = [engine.conversations.lock(cid) for cid in engine.conversations.active]
         for lock in locks:
             await lock.acquire()
         try:

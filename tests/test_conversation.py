@@ -41,7 +41,9 @@ async def test_spoken_question_gets_a_spoken_answer(
     # The mode actually used, and why.
     assert response.processing_mode is VoiceProcessingMode.LLM_ENHANCED
     assert response.metadata["mode_selection"]["requested"] == "adaptive"
-    assert "moshi" in response.metadata["mode_selection"]["reason"].lower()
+    selection = response.metadata["mode_selection"]
+    assert selection["reason"].startswith("llm_enhanced")
+    assert "Moshi" in selection["adaptive"]["excluded"]["moshi_only"]
     # Message metadata populated by validation.
     assert message.format == "wav" and message.channels == 1
     assert message.sample_rate is not None and message.duration_seconds is not None
@@ -137,7 +139,8 @@ async def test_history_survives_a_restart(base_config: VoiceConfig, speak: Speak
 async def test_history_is_bounded_by_max_conversation_length(manager: VoiceManager) -> None:
     limit = manager.config.max_conversation_length
     manager.config.max_conversation_length = 2
-    manager.engine._cascade._max_history = 2  # type: ignore[union-attr]
+    cascade = manager.engine.responders[VoiceProcessingMode.LLM_ENHANCED]
+    cascade._max_history = 2  # type: ignore[attr-defined]
     try:
         for text in ("One.", "Two.", "Three."):
             await manager.process_voice_message(VoiceMessage("bounded", b"", text_content=text))
@@ -146,7 +149,7 @@ async def test_history_is_bounded_by_max_conversation_length(manager: VoiceManag
         assert await manager.engine.store.count_turns("bounded") == 3  # the store keeps all
     finally:
         manager.config.max_conversation_length = limit
-        manager.engine._cascade._max_history = limit  # type: ignore[union-attr]
+        cascade._max_history = limit  # type: ignore[attr-defined]
 
 
 async def test_streaming_yields_transcript_text_and_audio(

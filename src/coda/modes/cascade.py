@@ -1,4 +1,4 @@
-"""The cascade responder: speech recognition, then the LLM, then speech synthesis.
+"""The cascade responder: the LLM, then speech synthesis (recognition runs before it).
 
 The LLM streams; each sentence is handed to synthesis as soon as it is
 complete, so the first audio is ready long before the model has finished.
@@ -8,88 +8,57 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-
-import numpy as np
+from collections.abc import AsyncIterator
 
 from coda.audio.decode import resample
-from coda.core.config import LLMConfig
-from coda.core.errors import ValidationError
-from coda.core.models import ConversationTurn
+from coda.core.config import LLMConfig, StreamingConfig
+from coda.core.models import VoiceProcessingMode
 from coda.modes.clock import TurnClock
-from coda.modes.events import SpokenPiece, TextDelta, Transcribed, TurnEvent, TurnFinished
+from coda.modes.events import SpokenPiece, TextDelta, TurnEvent, TurnFinished
 from coda.modes.prompt import build_messages
+from coda.modes.responder import TurnRequest
 from coda.modes.sentences import SentenceSplitter
 from coda.providers.base import (
     GenerationRequest,
     GenerationStats,
     LanguageModel,
     SpeechAudio,
-    SpeechToText,
     TextToSpeech,
 )
 
 _DONE = object()
 
 
-@dataclass(frozen=True)
-class TurnRequest:
-    """What the cascade needs to answer one turn.
-
-    Attributes:
-        audio: The user's speech, mono float32 at the STT's rate (None if text given).
-        text: The user's words when already known (skips recognition).
-        history: Earlier turns of the conversation, oldest first.
-        extra_context: Text appended to the system prompt (memory, personality).
-    """
-
-    audio: np.ndarray | None
-    text: str | None
-    history: Sequence[ConversationTurn]
-    extra_context: str | None = None
-
-
 class CascadeResponder:
-    """STT → LLM → TTS, streamed sentence by sentence."""
+    """LLM → TTS on recognized words, streamed sentence by sentence."""
+
+    mode = VoiceProcessingMode.LLM_ENHANCED
 
     def __init__(
         self,
-        stt: SpeechToText,
         llm: LanguageModel,
         tts: TextToSpeech,
         llm_config: LLMConfig,
+        streaming: StreamingConfig,
         *,
         max_history_turns: int,
         output_rate: int,
     ) -> None:
-        self.stt = stt
         self.llm = llm
+        self.name = f"cascade:{llm.name}"
         self.tts = tts
         self._llm_config = llm_config
+        self._streaming = streaming
         self._max_history = max_history_turns
         self._output_rate = output_rate
 
     async def respond(self, request: TurnRequest, clock: TurnClock) -> AsyncIterator[TurnEvent]:
-        """Answer one turn, yielding events as they happen.
+        """Answer one turn, yielding text deltas and spoken pieces as they are ready.
 
         Raises:
-            ValidationError: If no words were recognized in the audio.
             LLMIntegrationError: If the language model fails.
         """
-        if request.text is not None and request.text.strip():
-            user_text, confidence, source = request.text.strip(), 1.0, "provided"
-        elif request.audio is not None:
-            started = clock.since()
-            transcript = await self.stt.transcribe(request.audio)
-            clock.add("asr", clock.stop(started))
-            user_text, confidence, source = transcript.text.strip(), transcript.confidence, "asr"
-            if not user_text:
-                raise ValidationError("no words were recognized in the audio")
-        else:
-            raise ValidationError("a turn needs audio or text")
-        yield Transcribed(user_text, confidence, source)
-
+        user_text = request.text
         messages = build_messages(
             self._llm_config.system_prompt,
             request.history,
@@ -129,9 +98,7 @@ class CascadeResponder:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         details = {
-            "transcript": user_text,
-            "transcript_confidence": confidence,
-            "transcript_source": source,
+            "responder": self.name,
             "completion_tokens": stats.completion_tokens,
             "llm_stats": stats.extra,
         }
@@ -145,7 +112,9 @@ class CascadeResponder:
         events: asyncio.Queue[object],
         sentences: asyncio.Queue[object],
     ) -> None:
-        splitter = SentenceSplitter()
+        splitter = SentenceSplitter(
+            self._streaming.max_sentence_chars, self._streaming.first_clause_min_words
+        )
         started = clock.since()
         try:
             async for delta in self.llm.stream(request, stats):

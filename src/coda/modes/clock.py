@@ -13,10 +13,16 @@ class TurnClock:
         now: A monotonic clock in seconds (injectable for deterministic tests).
     """
 
-    def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self, now: Callable[[], float] = time.perf_counter, start: float | None = None
+    ) -> None:
         self._now = now
-        self._start = now()
+        self._start = now() if start is None else start
         self.marks: dict[str, float] = {}
+
+    def child(self) -> TurnClock:
+        """A clock with the same start and its own marks (for a racing candidate)."""
+        return TurnClock(self._now, self._start)
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the turn started."""

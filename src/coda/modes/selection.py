@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from coda.core.errors import ConfigurationError
 from coda.core.models import VoiceProcessingMode
+from coda.modes.adaptive import AdaptivePolicy, TurnFeatures
 
 MOSHI_MISSING = "the Moshi speech-to-speech client is not implemented yet (issue #5)"
-HYBRID_MISSING = "hybrid mode (two responders racing) is not implemented yet (issue #4)"
+HYBRID_MISSING = "hybrid needs a second responder: set VoiceConfig.secondary_llm"
 
 
 @dataclass(frozen=True)
 class ModeDecision:
-    """The mode asked for, the responder that answers, and the reason."""
+    """The mode asked for, the mode that answers, and why."""
 
     requested: VoiceProcessingMode
     chosen: VoiceProcessingMode
     reason: str
+    details: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, Any]:
         """For response metadata."""
         return {
             "requested": self.requested.value,
             "chosen": self.chosen.value,
             "reason": self.reason,
+            **self.details,
         }
 
 
@@ -40,22 +45,40 @@ def requested_mode(
 
 
 def decide(
-    requested: VoiceProcessingMode, unavailable: dict[VoiceProcessingMode, str]
+    requested: VoiceProcessingMode,
+    available: dict[VoiceProcessingMode, str | None],
+    policy: AdaptivePolicy,
+    conversation_id: str,
+    user_text: str,
+    allow_fallback: bool,
 ) -> ModeDecision:
-    """Pick the responder for ``requested`` given which ones are unavailable (and why).
+    """Pick the mode that answers.
+
+    Args:
+        requested: The mode asked for.
+        available: Every mode, with None if it can answer or the reason it cannot.
+        policy: The adaptive policy (for ``ADAPTIVE``).
+        conversation_id: Whose measurements the policy uses.
+        user_text: The user's words (for the policy's features).
+        allow_fallback: Whether an unavailable explicit mode falls back to the cascade.
 
     Raises:
-        NotImplementedError: For an explicit mode whose responder does not exist yet.
+        NotImplementedError: For ``MOSHI_ONLY`` until Moshi lands, without fallback.
+        ConfigurationError: For ``HYBRID`` without a second responder, without fallback.
     """
-    if requested is VoiceProcessingMode.HYBRID:
-        raise NotImplementedError(HYBRID_MISSING)
-    if requested is VoiceProcessingMode.MOSHI_ONLY:
-        raise NotImplementedError(unavailable.get(requested, MOSHI_MISSING))
-    if requested is VoiceProcessingMode.LLM_ENHANCED:
+    if requested is VoiceProcessingMode.ADAPTIVE:
+        chosen, explanation = policy.choose(conversation_id, TurnFeatures.of(user_text), available)
+        return ModeDecision(requested, chosen, explanation.pop("reason"), {"adaptive": explanation})
+    why_not = available.get(requested)
+    if why_not is None:
         return ModeDecision(requested, requested, "requested explicitly")
-    moshi_reason = unavailable.get(VoiceProcessingMode.MOSHI_ONLY, MOSHI_MISSING)
-    return ModeDecision(
-        requested,
-        VoiceProcessingMode.LLM_ENHANCED,
-        f"the cascade is the only available responder: {moshi_reason}",
-    )
+    if allow_fallback:
+        return ModeDecision(
+            requested,
+            VoiceProcessingMode.LLM_ENHANCED,
+            f"fell back to the cascade: {why_not}",
+            {"fallback": True},
+        )
+    if requested is VoiceProcessingMode.MOSHI_ONLY:
+        raise NotImplementedError(why_not)
+    raise ConfigurationError(why_not)

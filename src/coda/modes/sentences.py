@@ -3,7 +3,9 @@
 A piece ends at sentence punctuation followed by a space, except after a known
 abbreviation ("Dr.", "e.g.") or inside a number ("3.14"). A sentence that runs
 past ``max_chars`` is cut at its last clause boundary (comma, semicolon, colon,
-dash) so synthesis never waits on a very long sentence.
+dash) so synthesis never waits on a very long sentence. The first piece of a
+reply may end at a clause boundary once it has ``first_clause_min_words`` words,
+so the first audio comes sooner.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ ABBREVIATIONS = frozenset((
 # fmt: on
 _END = re.compile(r"([.!?…]+[\"')\]]*)(\s+)")
 _CLAUSE = re.compile(r"[,;:—–]\s")
+_CLAUSE_END = re.compile(r"(?<!\d)[,;:—–](\s+)")
 
 
 class SentenceSplitter:
     """Incremental splitter: feed text deltas, take finished sentences."""
 
-    def __init__(self, max_chars: int = 160) -> None:
+    def __init__(self, max_chars: int = 160, first_clause_min_words: int = 0) -> None:
         self._buffer = ""
         self._max_chars = max_chars
+        self._first_clause_words = first_clause_min_words
+        self._emitted = 0
 
     def feed(self, delta: str) -> list[str]:
         """Add a delta; return the sentences it completed."""
@@ -39,6 +44,7 @@ class SentenceSplitter:
             piece, self._buffer = self._buffer[:cut].strip(), self._buffer[cut:].lstrip()
             if piece:
                 out.append(piece)
+                self._emitted += 1
         return out
 
     def flush(self) -> str | None:
@@ -50,6 +56,10 @@ class SentenceSplitter:
         for match in _END.finditer(self._buffer):
             if not self._is_abbreviation(match.start()):
                 return match.end()
+        if self._emitted == 0 and self._first_clause_words > 0:
+            for clause in _CLAUSE_END.finditer(self._buffer):
+                if len(self._buffer[: clause.start()].split()) >= self._first_clause_words:
+                    return clause.end()
         if len(self._buffer) > self._max_chars:
             clauses = list(_CLAUSE.finditer(self._buffer, 0, self._max_chars))
             if clauses:
@@ -69,9 +79,9 @@ class SentenceSplitter:
         return token in ABBREVIATIONS or (len(token) == 1 and token.isalpha() and token != "i")
 
 
-def split_sentences(text: str, max_chars: int = 160) -> list[str]:
+def split_sentences(text: str, max_chars: int = 160, first_clause_min_words: int = 0) -> list[str]:
     """Split a whole text the way the streaming splitter would."""
-    splitter = SentenceSplitter(max_chars)
+    splitter = SentenceSplitter(max_chars, first_clause_min_words)
     pieces = splitter.feed(text)
     tail = splitter.flush()
     return [*pieces, tail] if tail else pieces

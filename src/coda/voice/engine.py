@@ -1,14 +1,20 @@
-"""The one engine behind both facades: models, conversations, and the turn loop."""
+"""The one engine behind both facades: models, responders, and the turn loop.
+
+One turn, in order: validate and decode the audio, clean it and trim it to its
+speech (front end), recognize it, choose the mode, let the responder stream its
+reply, then store the finished turn. Nothing is stored unless the turn finishes.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -18,8 +24,12 @@ from coda.audio.frames import FRONT_END_RATE
 from coda.audio.frontend import clean_message
 from coda.audio.vad import VoiceActivityDetector
 from coda.core.config import LLMConfig, VoiceConfig
-from coda.core.errors import ConversationError, VoiceInitializationError, VoiceProcessingError
-from coda.core.ids import check_conversation_id
+from coda.core.errors import (
+    TimeoutError,
+    ValidationError,
+    VoiceInitializationError,
+    VoiceProcessingError,
+)
 from coda.core.models import (
     ConversationState,
     ConversationTurn,
@@ -28,20 +38,24 @@ from coda.core.models import (
     VoiceResponse,
 )
 from coda.modes import quality
-from coda.modes.cascade import CascadeResponder, TurnRequest
+from coda.modes.adaptive import AdaptivePolicy
+from coda.modes.cascade import CascadeResponder
 from coda.modes.clock import TurnClock
 from coda.modes.events import SpokenPiece, Transcribed, TurnEvent, TurnFinished
-from coda.modes.selection import decide, requested_mode
+from coda.modes.hybrid import HybridResponder
+from coda.modes.responder import Responder, TurnRequest
+from coda.modes.selection import HYBRID_MISSING, MOSHI_MISSING, decide, requested_mode
 from coda.providers.base import LanguageModel, SpeechToText, TextToSpeech
 from coda.providers.registry import create_stt, create_tts, resolve_llm
 from coda.providers.tts.cache import CachedTTS
-from coda.store.sqlite import ConversationStore
+from coda.voice.conversations import Conversations
 from coda.worker import WorkerThread
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 """Called with (stage, done, total) while models are prepared and loaded."""
+T = TypeVar("T")
 
 _SUBTYPES = {16: "PCM_16", 24: "PCM_24", 32: "PCM_32"}
 _WARMUP_TEXT = "Hello there."
@@ -53,6 +67,7 @@ class TurnOutcome:
 
     conversation_id: str
     mode: VoiceProcessingMode
+    user_text: str
     reply_text: str
     audio: np.ndarray
     sample_rate: int
@@ -61,30 +76,61 @@ class TurnOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+async def with_deadline(events: AsyncIterator[T], seconds: float) -> AsyncIterator[T]:
+    """Re-yield ``events`` until ``seconds`` have passed, then raise ``TimeoutError``.
+
+    On timeout the source generator is cancelled where it waits, so its own
+    cleanup (cancelling the LLM and TTS tasks) runs before the error surfaces.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    iterator = aiter(events)
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(anext(iterator), max(0.0, deadline - loop.time()))
+            except StopAsyncIteration:
+                return
+            except builtins.TimeoutError as exc:
+                raise TimeoutError(
+                    f"the turn took longer than {seconds:.1f} s "
+                    "(StreamingConfig.turn_timeout_seconds); it was cancelled"
+                ) from exc
+            yield item
+    finally:
+        await iterator.aclose()  # type: ignore[attr-defined]
+
+
 class VoiceEngine:
     """Loads the providers once and answers turns for many conversations."""
 
     def __init__(self, config: VoiceConfig) -> None:
         config.validate()
         self.config = config
-        self.store = ConversationStore(config.resolved_store_path())
+        self.conversations = Conversations(config)
         self.stt: SpeechToText | None = None
         self.tts: TextToSpeech | None = None
         self.llm: LanguageModel | None = None
+        self.secondary_llm: LanguageModel | None = None
         self.llm_reason = ""
-        self._cascade: CascadeResponder | None = None
-        self._active: dict[str, ConversationState] = {}
-        self._turn_locks: dict[str, asyncio.Lock] = {}
+        self.responders: dict[VoiceProcessingMode, Responder] = {}
+        self.unavailable: dict[VoiceProcessingMode, str] = {}
+        self.policy = AdaptivePolicy(max_latency_ms=config.max_latency_ms)
         self._counters = {"turns": 0, "errors": 0}
+        self._timings: dict[str, list[float]] = {}
         # Whole messages are cleaned on their own thread with one reusable detector.
         self._frontend = WorkerThread("frontend")
         self._vad: VoiceActivityDetector | None = None
-        self._timings: dict[str, list[float]] = {}
+
+    @property
+    def store(self) -> Any:
+        """The conversation store."""
+        return self.conversations.store
 
     @property
     def initialized(self) -> bool:
         """True between ``initialize()`` and ``cleanup()``."""
-        return self._cascade is not None
+        return bool(self.responders)
 
     async def initialize(self, progress: Progress | None = None) -> None:
         """Prepare and load every model, open the store, and warm up.
@@ -97,7 +143,7 @@ class VoiceEngine:
             return
         report = progress or (lambda stage, done, total: None)
         try:
-            await self.store.open()
+            await self.conversations.open_store()
             choice = await resolve_llm(
                 self.config.llm,
                 self.config.resolved_model_dir(),
@@ -105,25 +151,22 @@ class VoiceEngine:
                 progress=lambda done, total: report("prepare language model", done, total),
             )
             self.llm, self.llm_reason = choice.provider, choice.reason
-            self.stt = create_stt(self.config.stt, self.config.resolved_model_dir())
+            optimize = self.config.enable_optimization
+            stt_config = replace(
+                self.config.stt, fitted_window=self.config.stt.fitted_window and optimize
+            )
+            self.stt = create_stt(stt_config, self.config.resolved_model_dir())
             tts = create_tts(self.config.tts)
             self.tts = CachedTTS(tts) if self.config.enable_caching else tts
             if self.config.audio.enable_vad:
                 self._vad = await self._frontend.run(VoiceActivityDetector)
-            report("load models", 0, 3)
             loads = [self.stt.load(), self.tts.load(), self.llm.load()]
+            report("load models", 0, len(loads))
             for loaded, load in enumerate(asyncio.as_completed(loads), start=1):
                 await load
                 report("load models", loaded, len(loads))
-            self._cascade = CascadeResponder(
-                self.stt,
-                self.llm,
-                self.tts,
-                self._llm_config(),
-                max_history_turns=self.config.max_conversation_length,
-                output_rate=self.config.audio.sample_rate,
-            )
-            if self.config.enable_optimization:
+            await self._build_responders()
+            if optimize:
                 report("warm up", 0, 1)
                 await self._warm_up()
                 report("warm up", 1, 1)
@@ -132,130 +175,73 @@ class VoiceEngine:
             raise
         log.info("voice engine ready; language model: %s (%s)", self.llm.name, self.llm_reason)
 
-    def _llm_config(self) -> LLMConfig:
-        return self.config.llm or LLMConfig(provider="auto")
+    def _cascade(self, llm: LanguageModel, llm_config: LLMConfig) -> CascadeResponder:
+        assert self.tts is not None
+        return CascadeResponder(
+            llm,
+            self.tts,
+            llm_config,
+            self.config.streaming,
+            max_history_turns=self.config.max_conversation_length,
+            output_rate=self.config.audio.sample_rate,
+        )
+
+    async def _build_responders(self) -> None:
+        assert self.llm is not None
+        primary = self._cascade(self.llm, self.config.llm or LLMConfig(provider="auto"))
+        self.responders = {VoiceProcessingMode.LLM_ENHANCED: primary}
+        self.unavailable = {
+            VoiceProcessingMode.MOSHI_ONLY: MOSHI_MISSING,
+            VoiceProcessingMode.HYBRID: HYBRID_MISSING,
+        }
+        second = self.config.secondary_llm
+        if second is None:
+            return
+        try:
+            choice = await resolve_llm(second, self.config.resolved_model_dir())
+            await choice.provider.load()
+        except VoiceProcessingError as exc:
+            # A second opinion that cannot load leaves hybrid unavailable, not Coda.
+            self.unavailable[VoiceProcessingMode.HYBRID] = f"secondary LLM unavailable: {exc}"
+            log.warning("hybrid unavailable: %s", exc)
+            return
+        self.secondary_llm = choice.provider
+        responders = [primary, self._cascade(choice.provider, second)]
+        hybrid = HybridResponder(responders, self.config.max_latency_ms)
+        self.responders[VoiceProcessingMode.HYBRID] = hybrid
+        del self.unavailable[VoiceProcessingMode.HYBRID]
 
     async def _warm_up(self) -> None:
-        """One tiny pass through each model, so the first real turn is not the slow one.
+        """One pass through each model, so the first real turn is not the slow one.
 
         The LLM pass also leaves the system prompt evaluated in llama.cpp's cache.
         """
-        assert self._cascade is not None and self.stt is not None and self.tts is not None
+        assert self.stt is not None and self.tts is not None
         speech = await self.tts.synthesize(_WARMUP_TEXT)
         await self.stt.transcribe(
             resample(speech.samples, speech.sample_rate, self.stt.sample_rate)
         )
-        request = TurnRequest(audio=None, text=_WARMUP_TEXT, history=())
-        async for _ in self._cascade.respond(request, TurnClock()):
+        request = TurnRequest(text=_WARMUP_TEXT, history=())
+        async for _ in self.responders[VoiceProcessingMode.LLM_ENHANCED].respond(
+            request, TurnClock()
+        ):
             pass
 
     async def cleanup(self) -> None:
         """Free every model and close the store. Safe to call twice."""
-        self._cascade = None
-        for provider in (self.stt, self.tts, self.llm):
+        self.responders = {}
+        for provider in (self.stt, self.tts, self.llm, self.secondary_llm):
             if provider is not None:
                 with contextlib.suppress(Exception):
                     await provider.close()
-        self.stt = self.tts = self.llm = None
-        await self.store.close()
-        self.store = ConversationStore(self.config.resolved_store_path())
+        self.stt = self.tts = self.llm = self.secondary_llm = None
+        await self.conversations.close()
         self._frontend.shutdown()
         self._frontend = WorkerThread("frontend")
         self._vad = None
-        self._active.clear()
 
-    # -- conversations -------------------------------------------------------------------
-
-    async def start_conversation(self, conversation_id: str) -> ConversationState:
-        """Start a conversation.
-
-        Raises:
-            ValidationError: If the id is malformed.
-            ConversationError: If it exists already, or too many are active.
-        """
-        check_conversation_id(conversation_id)
-        self._require_ready()
-        if conversation_id in self._active:
-            raise ConversationError(f"conversation {conversation_id!r} already exists")
-        self._make_room()
-        state = await self.store.create(conversation_id)
-        self._active[conversation_id] = state
-        return state
-
-    async def end_conversation(self, conversation_id: str) -> None:
-        """End a conversation; its turns stay in the store.
-
-        Raises:
-            ConversationError: If it is unknown or already ended.
-        """
-        check_conversation_id(conversation_id)
-        state = await self.get_conversation(conversation_id)
-        if state is None:
-            raise ConversationError(f"conversation {conversation_id!r} not found")
-        if not state.is_active:
-            raise ConversationError(f"conversation {conversation_id!r} has already ended")
-        async with self._turn_lock(conversation_id):
-            await self.store.end(conversation_id)
-            self._active.pop(conversation_id, None)
-            self._turn_locks.pop(conversation_id, None)
-
-    async def get_conversation(self, conversation_id: str) -> ConversationState | None:
-        """The conversation's state (active or ended), or None if unknown."""
-        self._require_ready()
-        if conversation_id in self._active:
-            return self._active[conversation_id]
-        return await self.store.load(conversation_id, self.config.max_conversation_length)
-
-    async def _check_conversation(self, conversation_id: str) -> ConversationState | None:
-        """The conversation if it exists; raise if it may not take a turn.
-
-        Raises:
-            ConversationError: If it has ended, or is unknown and may not be auto-started.
-        """
-        state = await self.get_conversation(conversation_id)
-        if state is None and not self.config.auto_start_conversations:
-            raise ConversationError(
-                f"conversation {conversation_id!r} not found; call start_conversation first"
-            )
-        if state is not None and not state.is_active:
-            raise ConversationError(f"conversation {conversation_id!r} has ended")
-        return state
-
-    async def _open_conversation(self, conversation_id: str) -> ConversationState:
-        """The active conversation, held in memory, started if it is new."""
-        state = await self._check_conversation(conversation_id)
-        if state is None:
-            return await self.start_conversation(conversation_id)
-        if conversation_id not in self._active:
-            self._make_room()
-            self._active[conversation_id] = state
-        return state
-
-    def _make_room(self) -> None:
-        """Make room to hold one more conversation within ``max_concurrent_conversations``.
-
-        At the limit, the least recently active idle conversation is released from
-        memory (it stays in the store and comes back on its next message). Only when
-        every held conversation is mid-turn is the new one refused.
-
-        Raises:
-            ConversationError: If every held conversation is busy.
-        """
-        if len(self._active) >= self.config.max_concurrent_conversations:
-            idle = [s for cid, s in self._active.items() if not self._turn_lock(cid).locked()]
-            if not idle:
-                raise ConversationError(
-                    f"{len(self._active)} conversations are mid-turn, the maximum "
-                    "(max_concurrent_conversations); retry when one finishes"
-                )
-            oldest = min(idle, key=lambda s: s.last_activity)
-            self._active.pop(oldest.conversation_id)
-            self._turn_locks.pop(oldest.conversation_id, None)
-
-    def _turn_lock(self, conversation_id: str) -> asyncio.Lock:
-        return self._turn_locks.setdefault(conversation_id, asyncio.Lock())
-
-    def _require_ready(self) -> None:
+    def require_ready(self) -> None:
+        """Raise unless initialized."""
         if not self.initialized:
             raise VoiceInitializationError("the voice engine is not initialized: call initialize()")
 
@@ -272,44 +258,127 @@ class VoiceEngine:
         Nothing is stored unless the turn finishes: a failed or cancelled turn
         leaves the conversation exactly as it was.
         """
-        self._require_ready()
-        assert self._cascade is not None
+        self.require_ready()
         clock = TurnClock()
         try:
             message.validate(self.config.audio)
             requested = requested_mode(mode, message.processing_mode, self.config.default_mode)
-            decision = decide(requested, {})
-            await self._check_conversation(message.conversation_id)  # before costly decoding
-            samples = await self._decode(message, clock)
-            state = await self._open_conversation(message.conversation_id)
-            async with self._turn_lock(message.conversation_id):
-                request = TurnRequest(
-                    audio=samples,
-                    text=message.text_content,
-                    history=tuple(state.turns),
-                    extra_context=(context or {}).get("system_context"),
-                )
-                pieces: list[np.ndarray] = []
-                transcript: Transcribed | None = None
-                finished: TurnFinished | None = None
-                async for event in self._cascade.respond(request, clock):
-                    if isinstance(event, Transcribed):
-                        transcript = event
-                    elif isinstance(event, SpokenPiece):
-                        pieces.append(event.audio.samples)
-                    elif isinstance(event, TurnFinished):
-                        finished = event
-                        continue
-                    yield event
-                assert transcript is not None and finished is not None
-                outcome = self._outcome(
-                    message, decision.as_dict(), transcript, finished, pieces, clock
-                )
-                await self._commit(state, message, transcript.text, outcome)
+            await self.conversations.check(message.conversation_id)  # before costly decoding
+            audio = await self._decode(message, clock)
         except VoiceProcessingError:
             self._counters["errors"] += 1
             raise
+        async for item in self.run_turn(
+            message.conversation_id,
+            audio=audio,
+            text=message.text_content,
+            requested=requested,
+            context=context,
+            message_id=message.message_id,
+            clock=clock,
+        ):
+            yield item
+
+    async def run_turn(
+        self,
+        conversation_id: str,
+        *,
+        audio: np.ndarray | None,
+        text: str | None,
+        requested: VoiceProcessingMode,
+        context: dict[str, Any] | None = None,
+        message_id: str | None = None,
+        clock: TurnClock | None = None,
+    ) -> AsyncIterator[TurnEvent | TurnOutcome]:
+        """Answer recognized or recognizable speech (16 kHz ``audio``, or ``text``).
+
+        Raises:
+            ValidationError: If no words were recognized.
+            TimeoutError: If the turn outlasts ``StreamingConfig.turn_timeout_seconds``.
+        """
+        self.require_ready()
+        clock = clock or TurnClock()
+        try:
+            state = await self.conversations.open(conversation_id)
+            async with self.conversations.lock(conversation_id):
+                events = self._respond(state, audio, text, requested, context, message_id, clock)
+                async for item in with_deadline(events, self.config.streaming.turn_timeout_seconds):
+                    yield item
+        except VoiceProcessingError:
+            self._counters["errors"] += 1
+            raise
+
+    async def _respond(
+        self,
+        state: ConversationState,
+        audio: np.ndarray | None,
+        text: str | None,
+        requested: VoiceProcessingMode,
+        context: dict[str, Any] | None,
+        message_id: str | None,
+        clock: TurnClock,
+    ) -> AsyncIterator[TurnEvent | TurnOutcome]:
+        transcript = await self._transcribe(audio, text, clock)
+        yield transcript
+        decision = decide(
+            requested,
+            {
+                m: self.unavailable.get(m)
+                for m in VoiceProcessingMode
+                if m is not VoiceProcessingMode.ADAPTIVE
+            },
+            self.policy,
+            state.conversation_id,
+            transcript.text,
+            self.config.allow_mode_fallback,
+        )
+        responder = self.responders[decision.chosen]
+        request = TurnRequest(
+            transcript.text, tuple(state.turns), (context or {}).get("system_context")
+        )
+        pieces: list[np.ndarray] = []
+        finished: TurnFinished | None = None
+        try:
+            async for event in responder.respond(request, clock):
+                if isinstance(event, TurnFinished):
+                    finished = event
+                    continue
+                if isinstance(event, SpokenPiece):
+                    pieces.append(event.audio.samples)
+                yield event
+        except VoiceProcessingError:
+            self.policy.record_failure(state.conversation_id, decision.chosen)
+            raise
+        assert finished is not None
+        outcome = self._outcome(
+            state.conversation_id, decision.as_dict(), transcript, finished, pieces, clock
+        )
+        outcome.metadata["message_id"] = message_id
+        await self.commit(
+            state, transcript.text, outcome.reply_text, outcome.mode, outcome.metadata
+        )
+        self.policy.record_success(
+            state.conversation_id,
+            outcome.mode,
+            outcome.metadata["timings_ms"].get("first_audio", outcome.processing_time_ms),
+            float(np.mean([outcome.scores["relevance_score"], outcome.scores["coherence_score"]])),
+        )
         yield outcome
+
+    async def _transcribe(
+        self, audio: np.ndarray | None, text: str | None, clock: TurnClock
+    ) -> Transcribed:
+        if text is not None and text.strip():
+            return Transcribed(text.strip(), 1.0, "provided")
+        if audio is None:
+            raise ValidationError("a turn needs audio or text")
+        assert self.stt is not None
+        started = clock.since()
+        result = await self.stt.transcribe(audio)
+        clock.add("asr", clock.stop(started))
+        if not result.text.strip():
+            raise ValidationError("no words were recognized in the audio")
+        return Transcribed(result.text.strip(), result.confidence, "asr")
 
     async def _decode(self, message: VoiceMessage, clock: TurnClock) -> np.ndarray | None:
         if not message.audio_data:
@@ -331,8 +400,8 @@ class VoiceEngine:
 
     def _outcome(
         self,
-        message: VoiceMessage,
-        selection: dict[str, str],
+        conversation_id: str,
+        selection: dict[str, Any],
         transcript: Transcribed,
         finished: TurnFinished,
         pieces: list[np.ndarray],
@@ -350,8 +419,10 @@ class VoiceEngine:
             "audio_quality_score": quality.audio_quality(audio, rate),
         }
         metadata = {
+            "transcript": transcript.text,
+            "transcript_confidence": transcript.confidence,
+            "transcript_source": transcript.source,
             **finished.details,
-            "message_id": message.message_id,
             "timings_ms": timings,
             "mode_selection": selection,
             "llm": {
@@ -363,8 +434,9 @@ class VoiceEngine:
             "audio": {"sample_rate": rate, "duration_seconds": len(audio) / rate},
         }
         return TurnOutcome(
-            conversation_id=message.conversation_id,
+            conversation_id=conversation_id,
             mode=VoiceProcessingMode(selection["chosen"]),
+            user_text=transcript.text,
             reply_text=finished.reply_text,
             audio=audio,
             sample_rate=rate,
@@ -373,23 +445,19 @@ class VoiceEngine:
             metadata=metadata,
         )
 
-    async def _commit(
-        self, state: ConversationState, message: VoiceMessage, user_text: str, outcome: TurnOutcome
+    async def commit(
+        self,
+        state: ConversationState,
+        user_text: str,
+        reply_text: str,
+        mode: VoiceProcessingMode,
+        metadata: dict[str, Any],
     ) -> None:
-        turn = ConversationTurn(
-            user_text, outcome.reply_text, outcome.mode, message_id=message.message_id
-        )
-        state.turns.append(turn)
-        del state.turns[: -self.config.max_conversation_length]
-        state.current_mode = outcome.mode
-        state.last_activity = turn.timestamp
-        count = int(state.metrics.get("turns", 0)) + 1
-        mean = float(state.metrics.get("mean_processing_ms", 0.0))
-        state.metrics["turns"] = count
-        state.metrics["mean_processing_ms"] = mean + (outcome.processing_time_ms - mean) / count
-        await self.store.add_turn(state, turn, {"timings_ms": outcome.metadata["timings_ms"]})
+        """Store a finished (or interrupted, with what was spoken) turn."""
+        turn = ConversationTurn(user_text, reply_text, mode, message_id=metadata.get("message_id"))
+        await self.conversations.commit(state, turn, {"timings_ms": metadata.get("timings_ms", {})})
         self._counters["turns"] += 1
-        for key, value in outcome.metadata["timings_ms"].items():
+        for key, value in metadata.get("timings_ms", {}).items():
             self._timings.setdefault(key, []).append(value)
 
     def response(self, outcome: TurnOutcome) -> VoiceResponse:
@@ -420,7 +488,9 @@ class VoiceEngine:
             "llm_reason": self.llm_reason,
             "stt_provider": self.stt.name if self.stt else None,
             "tts_provider": self.tts.name if self.tts else None,
-            "active_conversations": len(self._active),
+            "modes_available": sorted(m.value for m in self.responders),
+            "modes_unavailable": {m.value: why for m, why in self.unavailable.items()},
+            "active_conversations": len(self.conversations.active),
             "turns": self._counters["turns"],
             "errors": self._counters["errors"],
             "mean_timings_ms": means,

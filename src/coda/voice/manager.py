@@ -144,7 +144,8 @@ class VoiceManager(VoiceManagerInterface):
             ValidationError: If conversation_id is invalid.
             ConversationError: If conversation already exists.
         """
-        return await self.engine.start_conversation(conversation_id)
+        self.engine.require_ready()
+        return await self.engine.conversations.start(conversation_id)
 
     async def end_conversation(self, conversation_id: str) -> None:
         """End an active voice conversation.
@@ -152,11 +153,13 @@ class VoiceManager(VoiceManagerInterface):
         Raises:
             ConversationError: If conversation not found.
         """
-        await self.engine.end_conversation(conversation_id)
+        self.engine.require_ready()
+        await self.engine.conversations.end(conversation_id)
 
     async def get_conversation_state(self, conversation_id: str) -> ConversationState | None:
         """The conversation's state, or None if it is unknown."""
-        return await self.engine.get_conversation(conversation_id)
+        self.engine.require_ready()
+        return await self.engine.conversations.get(conversation_id)
 
     def get_stats(self) -> dict[str, Any]:
         """Counters, mean stage timings, and the models in use."""

@@ -15,6 +15,24 @@ from coda.core.errors import AudioProcessingError, ConfigurationError, VoiceInit
 from coda.providers.base import Transcript
 from coda.worker import WorkerThread
 
+MAX_WINDOW_SECONDS = 30.0
+FRAMES_PER_SECOND = 100
+MAX_TOKENS_PER_SECOND = 12
+MAX_WORDS_PER_SECOND = 4.5
+"""Fast speech is ~3 words (~5 tokens) a second; more than this is a decoding loop."""
+
+
+def _implausible(text: str, seconds: float) -> bool:
+    """Whisper's loop: too many words for the audio, a word said thrice in a row, or a
+    4-word phrase said twice."""
+    words = [w.strip(".,!?") for w in text.lower().split()]
+    if len(words) > seconds * MAX_WORDS_PER_SECOND + 2:
+        return True
+    if any(a == b == c for a, b, c in zip(words, words[1:], words[2:], strict=False)):
+        return True
+    grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+    return len(set(grams)) < len(grams)
+
 
 class FasterWhisperSTT:
     """Speech recognition with faster-whisper on the CPU."""
@@ -27,6 +45,8 @@ class FasterWhisperSTT:
         self._model_dir = model_dir or default_cache_dir() / "models"
         self._model: Any = None
         self._worker = WorkerThread(self.name)
+        self.fallbacks = 0
+        """Fitted-window results discarded for the full window."""
 
     def model_path(self) -> Path:
         """The CTranslate2 model folder to load (assembling Whisper base if asked for)."""
@@ -68,6 +88,54 @@ class FasterWhisperSTT:
         return await self._worker.run(self._transcribe, samples)
 
     def _transcribe(self, samples: np.ndarray) -> Transcript:
+        if self._config.fitted_window:
+            fitted = self._transcribe_fitted(samples)
+            if fitted is not None:
+                return fitted
+            self.fallbacks += 1
+        return self._transcribe_full(samples)
+
+    def _transcribe_fitted(self, samples: np.ndarray) -> Transcript | None:
+        """One greedy pass over a window fitted to the audio; None if it looks wrong."""
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self._model
+        seconds = len(samples) / self.sample_rate
+        window = max(self._config.min_window_seconds, seconds + 1.0)
+        if window > MAX_WINDOW_SECONDS:
+            return None
+        padded = np.zeros(int(window * self.sample_rate), np.float32)
+        padded[: len(samples)] = samples
+        features = model.feature_extractor(padded, padding=0)
+        features = features[:, : int(window * FRAMES_PER_SECOND)]
+        tokenizer = Tokenizer(
+            model.hf_tokenizer,
+            model.model.is_multilingual,
+            task="transcribe",
+            language=self._config.language,
+        )
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        max_length = len(prompt) + int(seconds * MAX_TOKENS_PER_SECOND) + 8
+        result = model.model.generate(
+            model.encode(features),
+            [prompt],
+            beam_size=self._config.beam_size,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, (-1,)),
+        )[0]
+        tokens = result.sequences_ids[0]
+        text = tokenizer.decode(tokens).strip()
+        if len(prompt) + len(tokens) >= max_length or _implausible(text, seconds):
+            return None
+        average = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        confidence = math.exp(min(0.0, average)) * (1.0 - result.no_speech_prob)
+        return Transcript(text, confidence, self._config.language, seconds)
+
+    def _transcribe_full(self, samples: np.ndarray) -> Transcript:
         segments, info = self._model.transcribe(
             samples,
             language=self._config.language,
