@@ -14,9 +14,10 @@ from pathlib import Path
 
 import httpx
 import jiwer
+import numpy as np
 import pytest
 
-from coda.audio.decode import decode_audio
+from coda.audio.decode import decode_audio, resample
 from coda.audio.encode import encode_wav
 from coda.providers.stt.faster_whisper import FasterWhisperSTT
 from coda.providers.tts.piper import PiperTTS
@@ -25,6 +26,7 @@ from coda.voice import LLMConfig, STTConfig, TTSConfig, VoiceConfig, VoiceManage
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 Speak = Callable[[str], Awaitable[bytes]]
+Say = Callable[[str], Awaitable[np.ndarray]]
 Transcribe = Callable[[bytes], Awaitable[str]]
 
 
@@ -93,6 +95,17 @@ def speak(user_voice: PiperTTS) -> Speak:
     async def run(text: str) -> bytes:
         speech = await user_voice.synthesize(text)
         return encode_wav(speech.samples, speech.sample_rate)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def say(user_voice: PiperTTS) -> Say:
+    """The simulated user's speech as float32 at 16 kHz (the front end's rate)."""
+
+    async def run(text: str) -> np.ndarray:
+        speech = await user_voice.synthesize(text)
+        return resample(speech.samples, speech.sample_rate, 16000)
 
     return run
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import numpy as np
@@ -15,23 +14,10 @@ from coda.audio.endpointing import SpeechEnded, SpeechStarted
 from coda.audio.frames import FRONT_END_RATE
 from coda.audio.frontend import StreamingFrontEnd, clean_message
 from coda.providers.stt.faster_whisper import FasterWhisperSTT
-from coda.providers.tts.piper import PiperTTS
 from coda.voice import AudioConfig, ValidationError, VoiceManager
-from tests.conftest import wer
+from tests.conftest import Say, wer
 
 RATE = FRONT_END_RATE
-Say = Callable[[str], Awaitable[np.ndarray]]
-
-
-@pytest.fixture(scope="session")
-def say(user_voice: PiperTTS) -> Say:
-    """The simulated user's speech as float32 at 16 kHz."""
-
-    async def run(text: str) -> np.ndarray:
-        speech = await user_voice.synthesize(text)
-        return resample(speech.samples, speech.sample_rate, RATE)
-
-    return run
 
 
 @pytest.fixture(scope="session")

@@ -47,3 +47,23 @@ def test_long_sentences_are_cut_at_clauses() -> None:
     assert len(pieces) >= 3
     assert all(len(piece) <= 80 for piece in pieces)
     assert " ".join(pieces) == long
+
+
+def test_list_numbers_stay_with_their_item() -> None:
+    assert split_sentences("Here are facts: 1. Water covers most of Earth. 2. It is deep.") == [
+        "Here are facts: 1. Water covers most of Earth.",
+        "2. It is deep.",
+    ]
+
+
+def test_first_clause_is_released_early() -> None:
+    text = "The capital of France, as you may know, is Paris. It is lovely."
+    assert split_sentences(text, first_clause_min_words=4) == [
+        "The capital of France,",
+        "as you may know, is Paris.",
+        "It is lovely.",
+    ]
+    # Too short a clause waits for more words; numbers like 1,000 are not clauses.
+    assert split_sentences("Sure, it costs 1,000 euros.", first_clause_min_words=4) == [
+        "Sure, it costs 1,000 euros."
+    ]

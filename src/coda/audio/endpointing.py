@@ -53,19 +53,36 @@ class SpeechEnded:
     utterance: Utterance
 
 
-EndpointEvent = SpeechStarted | SpeechEnded
+@dataclass(frozen=True)
+class SpeechPaused:
+    """Silence began inside speech (the tentative end): recognition may start now."""
+
+    at_seconds: float
+
+
+EndpointEvent = SpeechStarted | SpeechPaused | SpeechEnded
 
 
 class Endpointer:
     """A small state machine over VAD windows: idle → candidate → speech → idle."""
 
-    def __init__(self, config: AudioConfig, sample_rate: int, window_samples: int) -> None:
+    def __init__(
+        self,
+        config: AudioConfig,
+        sample_rate: int,
+        window_samples: int,
+        tentative_end_ms: int | None = None,
+    ) -> None:
         self._rate = sample_rate
         self._window = window_samples
         self._start_threshold = config.vad_threshold
         self._end_threshold = config.vad_threshold - config.vad_end_offset
         self._min_speech = config.min_speech_ms * sample_rate // 1000
         self._hangover = config.vad_hangover_ms * sample_rate // 1000
+        # None: no pause events; else silence (ms) inside speech that emits one.
+        self._tentative = (
+            None if tentative_end_ms is None else tentative_end_ms * sample_rate // 1000
+        )
         self._max_samples = int(config.max_audio_length_seconds * sample_rate)
         pre_roll_windows = -(-config.pre_roll_ms * sample_rate // 1000 // window_samples)
         self._pre_roll_windows = max(1, pre_roll_windows)
@@ -80,6 +97,7 @@ class Endpointer:
         self._last_speech_end = 0
         self._speech_run = 0
         self._silence_run = 0
+        self._paused = False
         self._collected: list[np.ndarray] = []
         self._collected_start = 0
 
@@ -122,6 +140,7 @@ class Endpointer:
         if probability >= self._end_threshold:
             self._speech_run += len(window)
             self._silence_run = 0
+            self._paused = False
             self._last_speech_end = self._position
         else:
             self._silence_run += len(window)
@@ -136,7 +155,28 @@ class Endpointer:
             too_long = self._position - self._collected_start >= self._max_samples
             if self._silence_run >= self._hangover or too_long:
                 events.append(self._finish())
+            elif (
+                self._tentative is not None
+                and not self._paused
+                and self._silence_run >= self._tentative
+            ):
+                self._paused = True
+                events.append(SpeechPaused(self._last_speech_end / self._rate))
         return events
+
+    @property
+    def speech_seconds(self) -> float:
+        """How long the current speech has lasted since its onset (0 when idle)."""
+        if self._state != "speech":
+            return 0.0
+        return (self._position - self._onset) / self._rate
+
+    def current_utterance(self) -> np.ndarray:
+        """The utterance as it would end now (pre-roll up to the last speech window)."""
+        if not self._collected:
+            return np.zeros(0, np.float32)
+        keep = max(0, self._last_speech_end - self._collected_start)
+        return np.concatenate(self._collected)[:keep]
 
     def flush(self) -> list[EndpointEvent]:
         """End the stream: a confirmed utterance in progress is finished."""
@@ -152,11 +192,8 @@ class Endpointer:
         self.reset()
 
     def _finish(self) -> SpeechEnded:
-        audio = np.concatenate(self._collected) if self._collected else np.zeros(0, np.float32)
-        # Keep the hangover's silence out, but only up to the last speech window.
-        keep = max(0, self._last_speech_end - self._collected_start)
         utterance = Utterance(
-            audio[:keep],
+            self.current_utterance(),
             self._rate,
             self._collected_start / self._rate,
             self._onset / self._rate,

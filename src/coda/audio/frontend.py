@@ -34,6 +34,7 @@ class StreamingFrontEnd:
         input_rate: Rate of the frames given to ``process``, in Hz.
         playback_rate: Rate of the audio given to ``add_playback``, in Hz.
         vad: A detector to reuse (it is reset); None loads a new one.
+        tentative_end_ms: Emit ``SpeechPaused`` after this much silence inside speech.
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class StreamingFrontEnd:
         input_rate: int,
         playback_rate: int = 24000,
         vad: VoiceActivityDetector | None = None,
+        tentative_end_ms: int | None = None,
     ) -> None:
         if input_rate not in config.input_sample_rates:
             raise ValidationError(
@@ -69,14 +71,14 @@ class StreamingFrontEnd:
         window = self._vad.window_samples if self._vad else 512
         self._windows = FrameChunker(window)
         self._kept = FrameChunker(window)
-        self._endpointer = Endpointer(config, FRONT_END_RATE, window)
+        self._endpointer = Endpointer(config, FRONT_END_RATE, window, tentative_end_ms)
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self.frames_processed = 0
 
     @property
-    def in_speech(self) -> bool:
-        """True while the user is speaking (after a confirmed onset)."""
-        return self._endpointer.in_speech
+    def endpointer(self) -> Endpointer:
+        """The endpointing state (is the user speaking, for how long, what so far)."""
+        return self._endpointer
 
     def add_playback(self, samples: np.ndarray) -> None:
         """Tell the echo canceller what Coda is playing now (float, at ``playback_rate``)."""

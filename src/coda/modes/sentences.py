@@ -21,6 +21,7 @@ ABBREVIATIONS = frozenset((
 # fmt: on
 _END = re.compile(r"([.!?…]+[\"')\]]*)(\s+)")
 _CLAUSE = re.compile(r"[,;:—–]\s")
+_LIST_NUMBER = re.compile(r"(^|[:.!?]\s*|\n\s*)\d{1,2}$")
 _CLAUSE_END = re.compile(r"(?<!\d)[,;:—–](\s+)")
 
 
@@ -53,13 +54,10 @@ class SentenceSplitter:
         return piece or None
 
     def _find_cut(self) -> int | None:
-        for match in _END.finditer(self._buffer):
-            if not self._is_abbreviation(match.start()):
-                return match.end()
-        if self._emitted == 0 and self._first_clause_words > 0:
-            for clause in _CLAUSE_END.finditer(self._buffer):
-                if len(self._buffer[: clause.start()].split()) >= self._first_clause_words:
-                    return clause.end()
+        cuts = [self._sentence_end(), self._first_clause_end()]
+        found = [cut for cut in cuts if cut is not None]
+        if found:
+            return min(found)
         if len(self._buffer) > self._max_chars:
             clauses = list(_CLAUSE.finditer(self._buffer, 0, self._max_chars))
             if clauses:
@@ -68,6 +66,24 @@ class SentenceSplitter:
             if space > 0:
                 return space + 1
         return None
+
+    def _sentence_end(self) -> int | None:
+        for match in _END.finditer(self._buffer):
+            if not self._is_abbreviation(match.start()) and not self._is_list_number(match.start()):
+                return match.end()
+        return None
+
+    def _first_clause_end(self) -> int | None:
+        if self._emitted or not self._first_clause_words:
+            return None
+        for clause in _CLAUSE_END.finditer(self._buffer):
+            if len(self._buffer[: clause.start()].split()) >= self._first_clause_words:
+                return clause.end()
+        return None
+
+    def _is_list_number(self, dot: int) -> bool:
+        # "1." opening a list item (at the start, after a colon or after a sentence).
+        return bool(_LIST_NUMBER.search(self._buffer[:dot]))
 
     def _is_abbreviation(self, dot: int) -> bool:
         if self._buffer[dot] != ".":

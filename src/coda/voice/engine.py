@@ -289,8 +289,14 @@ class VoiceEngine:
         context: dict[str, Any] | None = None,
         message_id: str | None = None,
         clock: TurnClock | None = None,
+        commit: bool = True,
+        transcript: Transcribed | None = None,
     ) -> AsyncIterator[TurnEvent | TurnOutcome]:
         """Answer recognized or recognizable speech (16 kHz ``audio``, or ``text``).
+
+        With ``commit=False`` the caller stores the turn itself (``commit``), once
+        it knows how much of the reply was heard. A ``transcript`` recognized ahead
+        of time (speculatively, at the tentative end of speech) skips recognition.
 
         Raises:
             ValidationError: If no words were recognized.
@@ -301,7 +307,9 @@ class VoiceEngine:
         try:
             state = await self.conversations.open(conversation_id)
             async with self.conversations.lock(conversation_id):
-                events = self._respond(state, audio, text, requested, context, message_id, clock)
+                events = self._respond(
+                    state, audio, text, requested, context, message_id, clock, commit, transcript
+                )
                 async for item in with_deadline(events, self.config.streaming.turn_timeout_seconds):
                     yield item
         except VoiceProcessingError:
@@ -317,8 +325,10 @@ class VoiceEngine:
         context: dict[str, Any] | None,
         message_id: str | None,
         clock: TurnClock,
+        commit: bool,
+        known: Transcribed | None,
     ) -> AsyncIterator[TurnEvent | TurnOutcome]:
-        transcript = await self._transcribe(audio, text, clock)
+        transcript = known or await self.transcribe(audio, text, clock)
         yield transcript
         decision = decide(
             requested,
@@ -354,9 +364,10 @@ class VoiceEngine:
             state.conversation_id, decision.as_dict(), transcript, finished, pieces, clock
         )
         outcome.metadata["message_id"] = message_id
-        await self.commit(
-            state, transcript.text, outcome.reply_text, outcome.mode, outcome.metadata
-        )
+        if commit:
+            await self.commit(
+                state, outcome.user_text, outcome.reply_text, outcome.mode, outcome.metadata
+            )
         self.policy.record_success(
             state.conversation_id,
             outcome.mode,
@@ -365,9 +376,14 @@ class VoiceEngine:
         )
         yield outcome
 
-    async def _transcribe(
+    async def transcribe(
         self, audio: np.ndarray | None, text: str | None, clock: TurnClock
     ) -> Transcribed:
+        """The user's words: ``text`` if given, else recognized from 16 kHz ``audio``.
+
+        Raises:
+            ValidationError: If there is nothing to recognize, or no words in it.
+        """
         if text is not None and text.strip():
             return Transcribed(text.strip(), 1.0, "provided")
         if audio is None:

@@ -23,8 +23,7 @@ MAX_WORDS_PER_SECOND = 4.5
 
 
 def _implausible(text: str, seconds: float) -> bool:
-    """Whisper's loop: too many words for the audio, a word said thrice in a row, or a
-    4-word phrase said twice."""
+    """Whisper's loop: too many words, a word thrice in a row, or a 4-word phrase twice."""
     words = [w.strip(".,!?") for w in text.lower().split()]
     if len(words) > seconds * MAX_WORDS_PER_SECOND + 2:
         return True

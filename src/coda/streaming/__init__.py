@@ -1,0 +1,1 @@
+"""Live, full-duplex sessions: turn-taking and barge-in."""
