@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 from coda.audio.frontend import STAGES
 from coda.bench.audio import format_audio_bench, run_audio_bench
+from coda.voice import VoiceConfig, VoiceProcessingMode
 
 
 def test_audio_bench_reports_every_stage() -> None:
@@ -17,3 +21,21 @@ def test_audio_bench_reports_every_stage() -> None:
     for stage in STAGES:
         assert stage in table
     assert "real-time factor" in table and "budget" in table
+
+
+async def test_latency_bench_measures_a_turn_and_draws_it(
+    base_config: VoiceConfig, tmp_path: Path
+) -> None:
+    from coda.bench.latency import STAGES as LATENCY_STAGES
+    from coda.bench.latency import format_latency, plot_latency, run_latency_bench
+
+    config = replace(base_config, store_path=str(tmp_path / "bench.sqlite3"))
+    (report,) = await run_latency_bench(config, [VoiceProcessingMode.LLM_ENHANCED], turns=1)
+    (turn,) = report.turns
+    assert set(turn.stages) == set(LATENCY_STAGES)
+    assert turn.stages["endpointing"] > 0 and turn.stages["llm_first_token"] > 0
+    assert turn.total >= sum(v for k, v in turn.stages.items() if k != "overhead")
+    table = format_latency([report])
+    assert "p50" in table and "llm_enhanced" in table
+    chart = plot_latency([report], tmp_path / "latency.png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

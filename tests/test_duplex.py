@@ -196,4 +196,3 @@ async def test_noise_burst_and_backchannel_do_not_interrupt(
     state = await manager.get_conversation_state("duplex-polite")
     assert state is not None and state.turns[-1].assistant_text == finished.text
     assert player.played_seconds >= 2.0  # the whole reply was played
-

@@ -149,6 +149,13 @@ async def _bench(args: argparse.Namespace) -> int:
 
         result = await asyncio.to_thread(run_audio_bench, args.seconds, args.rate)
         print(format_audio_bench(result))
+    elif args.bench == "latency":
+        from coda.bench.latency import format_latency, plot_latency, run_latency_bench
+
+        modes = [VoiceProcessingMode(m.strip()) for m in args.modes.split(",") if m.strip()]
+        reports = await run_latency_bench(_config(args), modes, args.turns)
+        print(format_latency(reports))
+        print(f"chart: {plot_latency(reports, args.chart)}")
     return 0
 
 
@@ -177,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     audio = benches.add_parser("audio", help="front-end CPU time per 20 ms frame")
     audio.add_argument("--seconds", type=float, default=30.0, help="audio to process")
     audio.add_argument("--rate", type=int, default=48000, help="capture rate in Hz")
+    latency = benches.add_parser("latency", help="end of speech to first reply audio, per mode")
+    latency.add_argument("--turns", type=int, default=8, help="turns per mode")
+    latency.add_argument(
+        "--modes", default="llm_enhanced,adaptive", help="comma-separated processing modes"
+    )
+    latency.add_argument("--chart", type=Path, default=Path("out/latency.png"), help="PNG chart")
     return parser
 
 

@@ -165,6 +165,15 @@ class Endpointer:
         return events
 
     @property
+    def silence_seconds(self) -> float:
+        """Silence since the last speech window (0 when idle or speaking)."""
+        return self._silence_run / self._rate if self._state == "speech" else 0.0
+
+    def end_now(self) -> SpeechEnded | None:
+        """End the utterance in progress now (the turn is known to be complete)."""
+        return self._finish() if self._state == "speech" else None
+
+    @property
     def speech_seconds(self) -> float:
         """How long the current speech has lasted since its onset (0 when idle)."""
         if self._state != "speech":

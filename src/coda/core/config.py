@@ -286,6 +286,9 @@ class StreamingConfig:
         first_clause_min_words: The first piece of a reply is spoken as soon as a
             clause of at least this many words is complete (a comma is enough), so
             the first audio does not wait for a whole sentence.
+        first_piece_max_words: A first sentence longer than this many words with no
+            clause boundary is cut at a phrase boundary (before "is", "at", "with",
+            ...), so synthesis can start; 0 disables.
         max_sentence_chars: Longer sentences are cut at a clause boundary.
         turn_timeout_seconds: Longest a turn may take before ``TimeoutError``.
         barge_in_min_speech_ms: Speech during a reply must last this long (ms)
@@ -294,9 +297,14 @@ class StreamingConfig:
         backchannels: Words that, said alone during a reply, do not interrupt it.
         tentative_end_ms: Silence (ms) after which recognition starts speculatively,
             before the end of the turn is confirmed.
+        early_end_on_complete: End the turn as soon as the speculative transcript
+            is a complete sentence (ends in . ? or ! and not in "and", "the", ...),
+            instead of waiting out ``AudioConfig.vad_hangover_ms``.
+        unfinished_words: Last words that mark a sentence as unfinished.
     """
 
     first_clause_min_words: int = 4
+    first_piece_max_words: int = 6
     max_sentence_chars: int = 160
     turn_timeout_seconds: float = 30.0
     barge_in_min_speech_ms: int = 300
@@ -305,6 +313,11 @@ class StreamingConfig:
         "ok", "okay", "right", "sure", "i see", "got it", "aha",
     )  # fmt: skip
     tentative_end_ms: int = 160
+    early_end_on_complete: bool = True
+    unfinished_words: tuple[str, ...] = (
+        "and", "or", "but", "so", "because", "the", "a", "an", "to", "of", "with", "for",
+        "in", "on", "at", "my", "your", "um", "uh", "er", "like", "if", "that", "is",
+    )  # fmt: skip
 
 
 @dataclass
@@ -317,7 +330,12 @@ class VoiceConfig:
     ``enable_caching`` keeps the LLM's evaluated conversation prefix between turns
     (each turn evaluates only its new tokens) and reuses synthesized audio of
     repeated sentences. ``enable_optimization`` warms every model in
-    ``initialize()`` so the first turn is as fast as the rest.
+    ``initialize()`` so the first turn is as fast as the rest, and fits Whisper's
+    window to the utterance. ``max_conversation_length`` bounds the turns kept in
+    memory and sent to the LLM (the oldest are dropped first; the store keeps them
+    all). ``max_concurrent_conversations`` bounds the conversations held in memory:
+    an idle one is released (and reloaded from the store on its next message);
+    when all are mid-turn, a new one gets ``ConversationError``.
 
     Example:
         >>> config = VoiceConfig(

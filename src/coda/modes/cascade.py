@@ -113,18 +113,23 @@ class CascadeResponder:
         sentences: asyncio.Queue[object],
     ) -> None:
         splitter = SentenceSplitter(
-            self._streaming.max_sentence_chars, self._streaming.first_clause_min_words
+            self._streaming.max_sentence_chars,
+            self._streaming.first_clause_min_words,
+            self._streaming.first_piece_max_words,
         )
         started = clock.since()
         try:
             async for delta in self.llm.stream(request, stats):
                 if "llm_first_token" not in clock.marks:
                     clock.marks["llm_first_token"] = clock.stop(started)
+                    clock.mark("llm_first_token_at")
                 events.put_nowait(TextDelta(delta))
                 for sentence in splitter.feed(delta):
+                    clock.mark("llm_first_clause")
                     sentences.put_nowait(sentence)
             tail = splitter.flush()
             if tail:
+                clock.mark("llm_first_clause")
                 sentences.put_nowait(tail)
             clock.marks["llm_total"] = clock.stop(started)
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which re-raises

@@ -5,7 +5,8 @@ abbreviation ("Dr.", "e.g.") or inside a number ("3.14"). A sentence that runs
 past ``max_chars`` is cut at its last clause boundary (comma, semicolon, colon,
 dash) so synthesis never waits on a very long sentence. The first piece of a
 reply may end at a clause boundary once it has ``first_clause_min_words`` words,
-so the first audio comes sooner.
+or at a phrase boundary once it has ``first_piece_max_words``, so the first
+audio comes sooner.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ ABBREVIATIONS = frozenset((
 # fmt: on
 _END = re.compile(r"([.!?…]+[\"')\]]*)(\s+)")
 _CLAUSE = re.compile(r"[,;:—–]\s")
+# fmt: off
+PHRASE_STARTS = frozenset((
+    "is", "are", "was", "were", "will", "would", "can", "could", "has", "have", "had",
+    "at", "in", "on", "with", "which", "that", "because", "when", "where", "while", "for",
+    "to", "from", "by", "and", "but", "or", "so", "than", "as", "about",
+))
+# fmt: on
 _LIST_NUMBER = re.compile(r"(^|[:.!?]\s*|\n\s*)\d{1,2}$")
 _CLAUSE_END = re.compile(r"(?<!\d)[,;:—–](\s+)")
 
@@ -28,10 +36,13 @@ _CLAUSE_END = re.compile(r"(?<!\d)[,;:—–](\s+)")
 class SentenceSplitter:
     """Incremental splitter: feed text deltas, take finished sentences."""
 
-    def __init__(self, max_chars: int = 160, first_clause_min_words: int = 0) -> None:
+    def __init__(
+        self, max_chars: int = 160, first_clause_min_words: int = 0, first_piece_max_words: int = 0
+    ) -> None:
         self._buffer = ""
         self._max_chars = max_chars
         self._first_clause_words = first_clause_min_words
+        self._first_piece_words = first_piece_max_words
         self._emitted = 0
 
     def feed(self, delta: str) -> list[str]:
@@ -79,7 +90,26 @@ class SentenceSplitter:
         for clause in _CLAUSE_END.finditer(self._buffer):
             if len(self._buffer[: clause.start()].split()) >= self._first_clause_words:
                 return clause.end()
-        return None
+        return self._first_phrase_end()
+
+    def _first_phrase_end(self) -> int | None:
+        """Cut a long first sentence at a phrase boundary once it has enough words.
+
+        The cut goes before the last function word ("is", "at", "with", ...) that
+        leaves at least ``first_clause_min_words`` words in front, so the first
+        piece is a natural phrase ("The boiling point of water | is 100 degrees").
+        """
+        if not self._first_piece_words:
+            return None
+        words = list(re.finditer(r"\S+", self._buffer))
+        # Only words followed by a space are complete.
+        complete = words if self._buffer[-1:].isspace() else words[:-1]
+        if len(complete) <= self._first_piece_words:
+            return None
+        for index in range(len(complete) - 1, self._first_clause_words - 1, -1):
+            if complete[index].group().lower() in PHRASE_STARTS:
+                return complete[index].start()
+        return complete[self._first_piece_words].start()
 
     def _is_list_number(self, dot: int) -> bool:
         # "1." opening a list item (at the start, after a colon or after a sentence).
@@ -95,9 +125,11 @@ class SentenceSplitter:
         return token in ABBREVIATIONS or (len(token) == 1 and token.isalpha() and token != "i")
 
 
-def split_sentences(text: str, max_chars: int = 160, first_clause_min_words: int = 0) -> list[str]:
+def split_sentences(
+    text: str, max_chars: int = 160, first_clause_min_words: int = 0, first_piece_max_words: int = 0
+) -> list[str]:
     """Split a whole text the way the streaming splitter would."""
-    splitter = SentenceSplitter(max_chars, first_clause_min_words)
+    splitter = SentenceSplitter(max_chars, first_clause_min_words, first_piece_max_words)
     pieces = splitter.feed(text)
     tail = splitter.flush()
     return [*pieces, tail] if tail else pieces

@@ -154,6 +154,25 @@ class DuplexSession:
                 await self._on_speech_ended(event.utterance)
         if self.replying and self.frontend.endpointer.in_speech:
             await self._maybe_barge_in()
+        elif self._complete_sentence_heard():
+            ended = self.frontend.endpointer.end_now()
+            if ended is not None:
+                await self._on_speech_ended(ended.utterance)
+
+    def _complete_sentence_heard(self) -> bool:
+        """The speculative transcript is ready, nothing was said since, and it is complete."""
+        if not self._streaming.early_end_on_complete or self._speculation is None:
+            return False
+        length, task = self._speculation
+        endpointer = self.frontend.endpointer
+        if not task.done() or task.cancelled() or task.exception() is not None:
+            return False
+        if endpointer.silence_seconds <= 0 or len(endpointer.current_utterance()) != length:
+            return False
+        text = task.result().text.strip()
+        words = _normalize(text).split()
+        finished = text.endswith((".", "?", "!")) and not text.endswith("...")
+        return finished and bool(words) and words[-1] not in self._streaming.unfinished_words
 
     def played(self, samples: np.ndarray) -> None:
         """The transport played these reply samples (float32 at the output rate)."""

@@ -41,6 +41,7 @@ def voice_config_from(
         ),
         default_mode=config.default_mode,
         enable_streaming=config.enable_streaming,
+        max_latency_ms=config.max_latency_ms,
         enable_memory_integration=config.enable_memory_integration,
         enable_personality_integration=config.enable_personality_integration,
         enable_tools_integration=config.enable_tools_integration,

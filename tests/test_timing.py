@@ -1,0 +1,113 @@
+"""Timing logic, deterministically: a controllable clock, sample-counted endpointing,
+the turn deadline, and streaming order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from coda.audio.endpointing import Endpointer, SpeechEnded, SpeechPaused, SpeechStarted
+from coda.modes.clock import TurnClock
+from coda.voice import AudioConfig, TimeoutError, VoiceManager, VoiceMessage
+
+WINDOW = 512  # 32 ms at 16 kHz
+
+
+class ManualClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_turn_clock_marks_offsets_and_durations() -> None:
+    time = ManualClock()
+    clock = TurnClock(time)
+    time.now += 0.120
+    started = clock.since()
+    time.now += 0.080
+    clock.add("asr", clock.stop(started))
+    assert clock.mark("first_audio") == pytest.approx(200.0)
+    time.now += 1.0
+    assert clock.mark("first_audio") == pytest.approx(200.0)  # marks are set once
+    child = clock.child()
+    time.now += 0.5
+    assert child.elapsed_ms() == clock.elapsed_ms() == pytest.approx(1700.0)
+    assert clock.marks == {"asr": pytest.approx(80.0), "first_audio": pytest.approx(200.0)}
+
+
+def _run(probabilities: list[float], config: AudioConfig, tentative_ms: int | None = None):
+    endpointer = Endpointer(config, 16000, WINDOW, tentative_ms)
+    events = []
+    for index, probability in enumerate(probabilities):
+        window = np.full(WINDOW, index, np.float32)  # each window's samples carry its index
+        events.extend(endpointer.feed(window, probability))
+    return events + endpointer.flush()
+
+
+def test_endpointing_counts_samples_exactly() -> None:
+    config = AudioConfig(min_speech_ms=96, vad_hangover_ms=320, pre_roll_ms=64)
+    # 10 silent windows, 20 speech windows, 20 silent windows (32 ms each).
+    events = _run([0.0] * 10 + [0.9] * 20 + [0.0] * 20, config, tentative_ms=96)
+    started, paused, ended = events
+    assert isinstance(started, SpeechStarted) and started.at_seconds == pytest.approx(10 * 0.032)
+    assert isinstance(paused, SpeechPaused) and paused.at_seconds == pytest.approx(30 * 0.032)
+    assert isinstance(ended, SpeechEnded) and ended.at_seconds == pytest.approx(30 * 0.032)
+    utterance = ended.utterance
+    # Two windows of pre-roll (64 ms) before the onset, nothing of the hangover after.
+    kept = sorted(set(utterance.samples.astype(int).tolist()))
+    assert kept == list(range(8, 30))
+    assert utterance.start_seconds == pytest.approx(8 * 0.032)
+    assert utterance.onset_seconds == pytest.approx(10 * 0.032)
+
+
+def test_short_bursts_and_dips_are_ignored() -> None:
+    config = AudioConfig(min_speech_ms=96, vad_hangover_ms=320)
+    # A 64 ms burst (shorter than min_speech_ms) starts nothing.
+    assert _run([0.0] * 5 + [0.9] * 2 + [0.0] * 20, config) == []
+    # A 96 ms dip inside speech (shorter than the hangover) does not end it.
+    events = _run([0.9] * 10 + [0.0] * 3 + [0.9] * 10 + [0.0] * 15, config)
+    assert [type(e) for e in events] == [SpeechStarted, SpeechEnded]
+    # Probabilities between the end and start thresholds keep speech going (hysteresis).
+    events = _run([0.9] * 10 + [0.4] * 30 + [0.0] * 15, config)
+    assert events[-1].at_seconds == pytest.approx(40 * 0.032)
+
+
+async def test_turn_timeout_raises_and_leaves_nothing_running(manager: VoiceManager) -> None:
+    streaming = manager.config.streaming
+    limit = streaming.turn_timeout_seconds
+    await manager.process_voice_message(VoiceMessage("deadline", b"", text_content="Hi."))
+    before_turns = (await manager.get_conversation_state("deadline")).turns[:]  # type: ignore[union-attr]
+    tasks_before = asyncio.all_tasks()
+    streaming.turn_timeout_seconds = 0.05
+    try:
+        with pytest.raises(TimeoutError, match="turn_timeout_seconds"):
+            await manager.process_voice_message(
+                VoiceMessage("deadline", b"", text_content="Tell me a long story about the sea.")
+            )
+    finally:
+        streaming.turn_timeout_seconds = limit
+    await asyncio.sleep(0.05)
+    assert asyncio.all_tasks() <= tasks_before  # the LLM and TTS tasks were cancelled
+    after = await manager.get_conversation_state("deadline")
+    assert after is not None and after.turns == before_turns  # nothing half-stored
+    # The engine is fine afterwards.
+    reply = await manager.process_voice_message(VoiceMessage("deadline", b"", text_content="Hi."))
+    assert reply.text_content
+
+
+async def test_first_audio_arrives_before_the_last_text_delta(manager: VoiceManager) -> None:
+    message = VoiceMessage(
+        "early", b"", text_content="Tell me three interesting facts about the ocean."
+    )
+    chunks = [chunk async for chunk in manager.process_streaming(message)]
+    kinds = [chunk.kind for chunk in chunks]
+    last_text = len(kinds) - 1 - kinds[::-1].index("text")
+    assert kinds.index("audio") < last_text
+    first_audio = next(c for c in chunks if c.kind == "audio")
+    assert len((first_audio.text_content or "").split()) <= 25  # a clause, not the whole reply
