@@ -106,18 +106,13 @@ def script(*parts: np.ndarray) -> Callable[[Player], np.ndarray | None]:
 
 def after_playing(seconds: float, then: np.ndarray, before: Callable[[Player], np.ndarray | None]):
     """A mic that runs ``before``, then plays ``then`` once ``seconds`` of reply were played."""
-    position = 0
+    later = script(then)
 
     def mic(player: Player) -> np.ndarray | None:
-        nonlocal position
         if player.played_seconds < seconds:
             frame = before(player)
             return np.zeros(STEP, np.float32) if frame is None else frame
-        if position >= len(then):
-            return None
-        frame = then[position : position + STEP]
-        position += STEP
-        return np.pad(frame, (0, STEP - len(frame)))
+        return later(player)
 
     return mic
 
@@ -196,3 +191,18 @@ async def test_noise_burst_and_backchannel_do_not_interrupt(
     state = await manager.get_conversation_state("duplex-polite")
     assert state is not None and state.turns[-1].assistant_text == finished.text
     assert player.played_seconds >= 2.0  # the whole reply was played
+
+
+async def test_coda_hearing_itself_is_not_an_interruption(manager: VoiceManager) -> None:
+    from coda.streaming.duplex import _Reply
+
+    session = DuplexSession(manager.engine, "duplex-echo", FRONT_END_RATE)
+    try:
+        session._reply = _Reply("Hi", [("The capital of France is Paris.", 24000)])
+        assert session._is_backchannel("the capital of France")  # its own words: echo
+        assert session._is_backchannel("Okay.")  # a backchannel
+        assert session._is_backchannel("")  # nothing recognizable
+        assert not session._is_backchannel("What time is it in Tokyo?")  # a real question
+        assert not session._is_backchannel("No, the capital of Spain")  # mostly new words
+    finally:
+        await session.close()

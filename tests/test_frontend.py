@@ -199,6 +199,9 @@ async def test_near_end_speech_survives_echo_cancellation(
     # With the canceller converged by the first answer, only the user's words make an
     # utterance during the second, and they are recognized.
     assert len(second) == 1
+    # Residual echo is gated, so the utterance starts with the user, not before.
+    onset, _ = speech_bounds(near, talk)
+    assert abs(second[0].utterance.onset_seconds - onset) <= 0.3
     assert wer(question, (await recognizer.transcribe(second[0].utterance.samples)).text) <= 0.15
 
     # Without the canceller the echo is heard as speech too.

@@ -53,6 +53,8 @@ class EchoCanceller:
         self._far: deque[np.ndarray] = deque()
         self._far_len = 0
         self._silence = np.zeros(frame_samples, np.int16)
+        self.reference_rms = 0.0
+        """RMS (full scale = 1.0) of the far-end reference of the last processed frame."""
 
     @property
     def pending_playback_samples(self) -> int:
@@ -90,6 +92,7 @@ class EchoCanceller:
     def process(self, frame: np.ndarray) -> np.ndarray:
         """Cancel the echo in one captured frame (float); returns the cleaned frame."""
         reference = self._take_reference()
+        self.reference_rms = float(np.sqrt(np.mean(np.square(reference / 32768.0))))
         cleaned = self._aec.process(to_int16(frame), reference)
         return to_float(np.frombuffer(cleaned, np.int16))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -24,6 +25,8 @@ from coda.core.config import AudioConfig
 from coda.core.errors import ValidationError
 
 STAGES = ("resample", "echo", "denoise", "vad", "endpoint")
+SILENCE_RMS = 1e-3
+"""A playback reference quieter than this (-60 dBFS) means Coda is silent."""
 
 
 class StreamingFrontEnd:
@@ -71,6 +74,8 @@ class StreamingFrontEnd:
         window = self._vad.window_samples if self._vad else 512
         self._windows = FrameChunker(window)
         self._kept = FrameChunker(window)
+        self._echo_mask = FrameChunker(window)  # 1.0 where a sample is residual echo
+        self._gate_ratio = 10 ** (-config.echo_gate_db / 20) if config.echo_gate_db > 0 else 0.0
         self._endpointer = Endpointer(config, FRONT_END_RATE, window, tentative_end_ms)
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self.frames_processed = 0
@@ -99,28 +104,41 @@ class StreamingFrontEnd:
 
     def _process_frame(self, frame: np.ndarray) -> list[EndpointEvent]:
         echo_free = self.cancel_echo(frame)
-        return self.segment(self.denoise(echo_free), echo_free)
+        echo_only = np.full(len(frame), float(self._is_residual_echo(echo_free)), np.float32)
+        return self.segment(self.denoise(echo_free), echo_free, echo_only)
+
+    def _is_residual_echo(self, echo_free: np.ndarray) -> bool:
+        """Coda is playing and what is left after cancellation is far below it."""
+        if self._echo is None or not self._gate_ratio:
+            return False
+        reference = self._echo.reference_rms
+        if reference < SILENCE_RMS:
+            return False
+        return float(np.sqrt(np.mean(np.square(echo_free)))) < reference * self._gate_ratio
 
     def cancel_echo(self, frame: np.ndarray) -> np.ndarray:
         """Echo cancellation of one 10 ms 16 kHz frame (a no-op when disabled)."""
-        if self._echo is None:
-            return frame
-        started = time.perf_counter()
-        frame = self._echo.process(frame)
-        self.stage_seconds["echo"] += time.perf_counter() - started
-        return frame
+        return self._timed("echo", self._echo.process, frame) if self._echo else frame
 
     def denoise(self, frame: np.ndarray) -> np.ndarray:
         """Noise suppression and gain control of one 10 ms 16 kHz frame."""
-        if self._denoise is None:
-            return frame
-        started = time.perf_counter()
-        frame = self._denoise.process(frame)
-        self.stage_seconds["denoise"] += time.perf_counter() - started
-        return frame
+        return self._timed("denoise", self._denoise.process, frame) if self._denoise else frame
 
-    def segment(self, cleaned: np.ndarray, original: np.ndarray) -> list[EndpointEvent]:
+    def _timed(
+        self, stage: str, stage_fn: Callable[[np.ndarray], np.ndarray], frame: np.ndarray
+    ) -> np.ndarray:
+        started = time.perf_counter()
+        out = stage_fn(frame)
+        self.stage_seconds[stage] += time.perf_counter() - started
+        return out
+
+    def segment(
+        self, cleaned: np.ndarray, original: np.ndarray, echo_only: np.ndarray | None = None
+    ) -> list[EndpointEvent]:
         """Voice activity detection on ``cleaned`` audio, and endpointing.
+
+        Samples flagged in ``echo_only`` (residual echo of Coda's voice) never count
+        as speech.
 
         Utterances carry ``cleaned`` when ``clean_for_recognition`` is set, else
         ``original`` (the same stretch before suppression and gain).
@@ -128,11 +146,15 @@ class StreamingFrontEnd:
         clock = time.perf_counter
         kept_audio = cleaned if self.config.clean_for_recognition else original
         events: list[EndpointEvent] = []
-        for window, kept in zip(
-            self._windows.push(cleaned), self._kept.push(kept_audio), strict=True
+        flags = np.zeros(len(cleaned), np.float32) if echo_only is None else echo_only
+        masks = self._echo_mask.push(flags)
+        for window, kept, mask in zip(
+            self._windows.push(cleaned), self._kept.push(kept_audio), masks, strict=True
         ):
             started = clock()
             probability = self._vad.probability(window) if self._vad else 1.0
+            if float(np.mean(mask)) > 0.5:
+                probability = 0.0  # residual echo of Coda's own voice
             self.stage_seconds["vad"] += clock() - started
             started = clock()
             events.extend(self._endpointer.feed(window, probability, kept))

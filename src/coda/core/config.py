@@ -69,6 +69,9 @@ class AudioConfig:
             first syllable is not clipped.
         trim_padding_ms: Silence kept around speech when a message is trimmed, in ms.
         echo_tail_ms: Longest echo path the canceller models, in ms.
+        echo_gate_db: While Coda plays, audio more than this many dB below the
+            playback reference after cancellation is taken as residual echo and
+            never counts as speech (0 disables the gate).
         agc_target_dbfs: Automatic gain control target, in dB below full scale.
         clean_for_recognition: Whether speech recognition hears the noise-suppressed,
             gain-controlled audio (True) or the echo-cancelled audio before them
@@ -109,6 +112,7 @@ class AudioConfig:
     pre_roll_ms: int = 250
     trim_padding_ms: int = 150
     echo_tail_ms: int = 200
+    echo_gate_db: float = 30.0
     agc_target_dbfs: int = 3
     clean_for_recognition: bool = False
 
@@ -295,6 +299,9 @@ class StreamingConfig:
             before it is taken as an interruption; shorter sounds (a cough, a
             150 ms noise burst) never stop Coda.
         backchannels: Words that, said alone during a reply, do not interrupt it.
+        self_echo_overlap: Speech during a reply whose words are at least this share
+            of the reply's own words is taken as Coda's echo (the canceller still
+            converging), not an interruption; 0 disables the check.
         tentative_end_ms: Silence (ms) after which recognition starts speculatively,
             before the end of the turn is confirmed.
         early_end_on_complete: End the turn as soon as the speculative transcript
@@ -304,7 +311,7 @@ class StreamingConfig:
     """
 
     first_clause_min_words: int = 4
-    first_piece_max_words: int = 6
+    first_piece_max_words: int = 5
     max_sentence_chars: int = 160
     turn_timeout_seconds: float = 30.0
     barge_in_min_speech_ms: int = 300
@@ -312,7 +319,8 @@ class StreamingConfig:
         "mm", "mhm", "mm-hm", "mm hmm", "uh-huh", "uh huh", "hmm", "yeah", "yep", "yes",
         "ok", "okay", "right", "sure", "i see", "got it", "aha",
     )  # fmt: skip
-    tentative_end_ms: int = 160
+    self_echo_overlap: float = 0.8
+    tentative_end_ms: int = 120
     early_end_on_complete: bool = True
     unfinished_words: tuple[str, ...] = (
         "and", "or", "but", "so", "because", "the", "a", "an", "to", "of", "with", "for",

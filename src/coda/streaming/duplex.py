@@ -285,8 +285,20 @@ class DuplexSession:
         return ""
 
     def _is_backchannel(self, words: str) -> bool:
+        """No words, a backchannel ("okay"), or Coda's own words coming back as echo."""
         said = _normalize(words)
-        return not said or said in {_normalize(b) for b in self._streaming.backchannels}
+        if not said or said in {_normalize(b) for b in self._streaming.backchannels}:
+            return True
+        return self._is_own_echo(said)
+
+    def _is_own_echo(self, said: str) -> bool:
+        share = self._streaming.self_echo_overlap
+        reply = self._reply
+        if not share or reply is None:
+            return False
+        heard = said.split()
+        spoken = set(_normalize(" ".join(text for text, _ in reply.pieces)).split())
+        return sum(word in spoken for word in heard) >= share * len(heard)
 
     async def _maybe_barge_in(self) -> None:
         speech = self.frontend.endpointer.speech_seconds
