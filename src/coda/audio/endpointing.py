@@ -1,9 +1,10 @@
 """Endpointing: turn per-window speech probabilities into utterances.
 
 Time is counted in samples, so the logic is exact and testable without a clock.
-A speech onset is confirmed only after ``min_speech_ms`` of speech (a click or a
-short "mm" never starts a turn); the utterance keeps ``pre_roll_ms`` of audio
-before the onset so the first syllable survives; it ends after
+A speech onset is confirmed only after ``min_speech_ms`` of speech, allowing gaps
+of up to ``onset_gap_ms`` (a click or a short "mm" never starts a turn); the
+utterance keeps ``pre_roll_ms`` of audio before the onset so the first syllable
+survives; it ends after
 ``vad_hangover_ms`` below the end threshold (``vad_threshold - vad_end_offset``)
 or when it reaches ``max_audio_length_seconds``.
 """
@@ -78,6 +79,7 @@ class Endpointer:
         self._start_threshold = config.vad_threshold
         self._end_threshold = config.vad_threshold - config.vad_end_offset
         self._min_speech = config.min_speech_ms * sample_rate // 1000
+        self._onset_gap = config.onset_gap_ms * sample_rate // 1000
         self._hangover = config.vad_hangover_ms * sample_rate // 1000
         # None: no pause events; else silence (ms) inside speech that emits one.
         self._tentative = (
@@ -148,7 +150,7 @@ class Endpointer:
             if self._speech_run >= self._min_speech:
                 self._state = "speech"
                 events.append(SpeechStarted(self._onset / self._rate))
-            elif self._silence_run > 0:
+            elif self._silence_run > self._onset_gap:
                 self._abandon()
                 return events
         if self._state == "speech":

@@ -74,7 +74,8 @@ class StreamingFrontEnd:
         window = self._vad.window_samples if self._vad else 512
         self._windows = FrameChunker(window)
         self._kept = FrameChunker(window)
-        self._echo_mask = FrameChunker(window)  # 1.0 where a sample is residual echo
+        self._near = FrameChunker(window)  # echo-cancelled audio, for the echo gate
+        self._reference = FrameChunker(window)  # per-sample playback reference RMS
         self._gate_ratio = 10 ** (-config.echo_gate_db / 20) if config.echo_gate_db > 0 else 0.0
         self._endpointer = Endpointer(config, FRONT_END_RATE, window, tentative_end_ms)
         self.stage_seconds: dict[str, float] = defaultdict(float)
@@ -104,17 +105,16 @@ class StreamingFrontEnd:
 
     def _process_frame(self, frame: np.ndarray) -> list[EndpointEvent]:
         echo_free = self.cancel_echo(frame)
-        echo_only = np.full(len(frame), float(self._is_residual_echo(echo_free)), np.float32)
-        return self.segment(self.denoise(echo_free), echo_free, echo_only)
+        reference = self._echo.reference_rms if self._echo is not None else 0.0
+        level = np.full(len(frame), reference, np.float32)
+        return self.segment(self.denoise(echo_free), echo_free, level)
 
-    def _is_residual_echo(self, echo_free: np.ndarray) -> bool:
+    def _is_residual_echo(self, near: np.ndarray, reference: np.ndarray) -> bool:
         """Coda is playing and what is left after cancellation is far below it."""
-        if self._echo is None or not self._gate_ratio:
+        playing = float(np.mean(reference))
+        if not self._gate_ratio or playing < SILENCE_RMS:
             return False
-        reference = self._echo.reference_rms
-        if reference < SILENCE_RMS:
-            return False
-        return float(np.sqrt(np.mean(np.square(echo_free)))) < reference * self._gate_ratio
+        return float(np.sqrt(np.mean(np.square(near)))) < playing * self._gate_ratio
 
     def cancel_echo(self, frame: np.ndarray) -> np.ndarray:
         """Echo cancellation of one 10 ms 16 kHz frame (a no-op when disabled)."""
@@ -133,12 +133,13 @@ class StreamingFrontEnd:
         return out
 
     def segment(
-        self, cleaned: np.ndarray, original: np.ndarray, echo_only: np.ndarray | None = None
+        self, cleaned: np.ndarray, original: np.ndarray, reference: np.ndarray | None = None
     ) -> list[EndpointEvent]:
         """Voice activity detection on ``cleaned`` audio, and endpointing.
 
-        Samples flagged in ``echo_only`` (residual echo of Coda's voice) never count
-        as speech.
+        ``reference`` holds, per sample, the RMS of what Coda was playing; a window
+        of ``original`` (echo-cancelled) audio far below it is residual echo and never
+        counts as speech.
 
         Utterances carry ``cleaned`` when ``clean_for_recognition`` is set, else
         ``original`` (the same stretch before suppression and gain).
@@ -146,15 +147,18 @@ class StreamingFrontEnd:
         clock = time.perf_counter
         kept_audio = cleaned if self.config.clean_for_recognition else original
         events: list[EndpointEvent] = []
-        flags = np.zeros(len(cleaned), np.float32) if echo_only is None else echo_only
-        masks = self._echo_mask.push(flags)
-        for window, kept, mask in zip(
-            self._windows.push(cleaned), self._kept.push(kept_audio), masks, strict=True
+        levels = np.zeros(len(cleaned), np.float32) if reference is None else reference
+        for window, kept, near, playing in zip(
+            self._windows.push(cleaned),
+            self._kept.push(kept_audio),
+            self._near.push(original),
+            self._reference.push(levels),
+            strict=True,
         ):
             started = clock()
             probability = self._vad.probability(window) if self._vad else 1.0
-            if float(np.mean(mask)) > 0.5:
-                probability = 0.0  # residual echo of Coda's own voice
+            if self._is_residual_echo(near, playing):
+                probability = 0.0
             self.stage_seconds["vad"] += clock() - started
             started = clock()
             events.extend(self._endpointer.feed(window, probability, kept))

@@ -65,6 +65,8 @@ class AudioConfig:
             ``vad_threshold - vad_end_offset`` (hysteresis against flicker).
         vad_hangover_ms: Silence after speech before the utterance ends, in ms.
         min_speech_ms: Shortest speech that counts (a cough or "mm" is shorter), in ms.
+        onset_gap_ms: Gaps up to this long (ms) while an onset is being confirmed do
+            not cancel it (a soft consonant, a window gated as echo).
         pre_roll_ms: Audio kept from before the detected onset, in ms, so the
             first syllable is not clipped.
         trim_padding_ms: Silence kept around speech when a message is trimmed, in ms.
@@ -109,6 +111,7 @@ class AudioConfig:
     vad_end_offset: float = 0.15
     vad_hangover_ms: int = 400
     min_speech_ms: int = 200
+    onset_gap_ms: int = 64
     pre_roll_ms: int = 250
     trim_padding_ms: int = 150
     echo_tail_ms: int = 200
@@ -141,7 +144,14 @@ class AudioConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigurationError(f"{name} must be within [0, 1], got {value}")
-        for name in ("vad_hangover_ms", "min_speech_ms", "pre_roll_ms", "trim_padding_ms"):
+        tunables = (
+            "vad_hangover_ms",
+            "min_speech_ms",
+            "onset_gap_ms",
+            "pre_roll_ms",
+            "trim_padding_ms",
+        )
+        for name in tunables:
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must not be negative")
         if not 0 <= self.vad_end_offset < self.vad_threshold:

@@ -308,6 +308,7 @@ class DuplexSession:
             return
         self._barge_checked_at = speech
         words = await self._words(self.frontend.endpointer.current_utterance())
+        log.debug("barge-in check after %.2f s of speech: %r", speech, words)
         if self._is_backchannel(words):
             return
         await self._interrupt(words)
