@@ -56,11 +56,6 @@ class EchoCanceller:
         self.reference_rms = 0.0
         """RMS (full scale = 1.0) of the far-end reference of the last processed frame."""
 
-    @property
-    def pending_playback_samples(self) -> int:
-        """Far-end samples queued and not yet matched with a captured frame."""
-        return self._far_len
-
     def add_playback(self, samples: np.ndarray) -> None:
         """Queue audio Coda is playing (float, at the canceller's rate)."""
         if samples.size:

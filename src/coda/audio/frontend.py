@@ -79,7 +79,6 @@ class StreamingFrontEnd:
         self._gate_ratio = 10 ** (-config.echo_gate_db / 20) if config.echo_gate_db > 0 else 0.0
         self._endpointer = Endpointer(config, FRONT_END_RATE, window, tentative_end_ms)
         self.stage_seconds: dict[str, float] = defaultdict(float)
-        self.frames_processed = 0
 
     @property
     def endpointer(self) -> Endpointer:
@@ -100,7 +99,6 @@ class StreamingFrontEnd:
         events: list[EndpointEvent] = []
         for piece in self._frames.push(audio):
             events.extend(self._process_frame(piece))
-        self.frames_processed += 1
         return events
 
     def _process_frame(self, frame: np.ndarray) -> list[EndpointEvent]:

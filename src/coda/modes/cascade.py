@@ -99,6 +99,7 @@ class CascadeResponder:
                     await task
         details = {
             "responder": self.name,
+            "prompt_tokens": stats.prompt_tokens,
             "completion_tokens": stats.completion_tokens,
             "llm_stats": stats.extra,
         }

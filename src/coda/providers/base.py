@@ -53,7 +53,6 @@ class GenerationStats:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    cached_prompt_tokens: int | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
 

@@ -503,6 +503,7 @@ class VoiceEngine:
             "llm_model": self.llm.model if self.llm else None,
             "llm_reason": self.llm_reason,
             "stt_provider": self.stt.name if self.stt else None,
+            "stt_fitted_window_fallbacks": getattr(self.stt, "fallbacks", None),
             "tts_provider": self.tts.name if self.tts else None,
             "modes_available": sorted(m.value for m in self.responders),
             "modes_unavailable": {m.value: why for m, why in self.unavailable.items()},
