@@ -23,6 +23,7 @@ from coda.audio.decode import resample
 from coda.audio.frames import FRONT_END_RATE
 from coda.core.config import TTSConfig, VoiceConfig
 from coda.core.models import VoiceProcessingMode
+from coda.providers.tts.cache import CachedTTS
 from coda.providers.tts.piper import PiperTTS
 from coda.streaming.duplex import DuplexSession
 from coda.voice.engine import VoiceEngine
@@ -161,6 +162,8 @@ async def run_latency_bench(
     try:
         progress = tqdm(total=turns * len(modes), desc="turns", unit="turn")
         for mode in modes:
+            if isinstance(engine.tts, CachedTTS):
+                engine.tts.clear()  # each mode synthesizes its replies afresh
             report = LatencyReport(mode.value)
             session = DuplexSession(
                 engine, f"bench-{mode.value}-{int(time.time())}", FRONT_END_RATE, mode
@@ -180,10 +183,10 @@ async def run_latency_bench(
 
 def format_latency(reports: list[LatencyReport]) -> str:
     """p50/p95 of the total and each stage, and the compute ratio, as a table."""
-    header = f"{'mode':<14}{'turns':>6}{'p50':>8}{'p95':>8}  " + "".join(f"{s:>16}" for s in STAGES)
+    header = f"{'mode':<14}{'turns':>6}{'p50':>8}{'p95':>8}  " + "".join(f"{s:>17}" for s in STAGES)
     lines = ["end of user speech → first reply audio, ms (stage columns: p50)", header]
     for report in reports:
-        stages = "".join(f"{report.percentile(50, s):>16.0f}" for s in STAGES)
+        stages = "".join(f"{report.percentile(50, s):>17.0f}" for s in STAGES)
         lines.append(
             f"{report.mode:<14}{len(report.turns):>6}{report.percentile(50):>8.0f}"
             f"{report.percentile(95):>8.0f}  {stages}"
@@ -221,6 +224,6 @@ def plot_latency(reports: list[LatencyReport], path: Path) -> Path:
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, frameon=False)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return path

@@ -42,7 +42,11 @@ class CachedTTS:
             self._cache.popitem(last=False)
         return audio
 
+    def clear(self) -> None:
+        """Forget every cached sentence."""
+        self._cache.clear()
+
     async def close(self) -> None:
         """Drop the cache and close the wrapped provider."""
-        self._cache.clear()
+        self.clear()
         await self.inner.close()
