@@ -10,7 +10,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coda.core.errors import ConfigurationError
-from coda.core.models import ConflictResolutionStrategy, VoiceProcessingMode
+from coda.core.models import VoiceProcessingMode
+from coda.core.provider_config import LLMConfig, MoshiConfig, STTConfig, TTSConfig
+
+__all__ = [
+    "AudioConfig",
+    "LLMConfig",
+    "MoshiConfig",
+    "STTConfig",
+    "StreamingConfig",
+    "TTSConfig",
+    "VoiceConfig",
+    "VoiceProcessingConfig",
+]
 
 SUPPORTED_SAMPLE_RATES = (16000, 24000, 44100, 48000)
 SUPPORTED_FORMATS = ("wav", "mp3", "flac")
@@ -163,133 +175,6 @@ class AudioConfig:
                 "need 0 < min_audio_length_seconds < max_audio_length_seconds, got "
                 f"{self.min_audio_length_seconds} and {self.max_audio_length_seconds}"
             )
-
-
-@dataclass
-class MoshiConfig:
-    """Moshi speech-to-speech server settings.
-
-    Attributes:
-        server_url: Websocket URL of a Moshi server's chat endpoint.
-        enabled: Whether Coda may use Moshi at all.
-        device: Where a locally managed Moshi runs ("cuda" or "cpu").
-        vram_budget_gb: GPU memory Moshi may reserve, in GiB.
-        connect_timeout_seconds: Time to open the websocket, in seconds.
-        handshake_timeout_seconds: Time to wait for the server's handshake, in seconds.
-        max_response_seconds: Longest reply collected for one message, in seconds.
-        temperature: Audio-token sampling temperature (servers that read it).
-        temperature_text: Text-token sampling temperature (servers that read it).
-        top_k: Audio-token top-k (servers that read it).
-        top_k_text: Text-token top-k (servers that read it).
-    """
-
-    server_url: str = "ws://127.0.0.1:8998/api/chat"
-    enabled: bool = True
-    device: str = "cuda"
-    vram_budget_gb: float = 24.0
-    connect_timeout_seconds: float = 3.0
-    handshake_timeout_seconds: float = 5.0
-    max_response_seconds: float = 10.0
-    temperature: float = 0.8
-    temperature_text: float = 0.7
-    top_k: int = 250
-    top_k_text: int = 25
-
-
-@dataclass
-class LLMConfig:
-    """Language model settings.
-
-    Attributes:
-        provider: "llamacpp" (embedded), "ollama", "openai" (any OpenAI-compatible
-            server), or "auto" (Ollama when it answers and has ``model``, else llamacpp).
-        model: Model name for remote providers; for llamacpp, a GGUF path or None for
-            the embedded Qwen2.5-Coder-0.5B-Instruct.
-        base_url: Server URL for remote providers (None: the provider's default).
-        api_key: API key for OpenAI-compatible servers (None: ``$OPENAI_API_KEY`` or none).
-        temperature: Sampling temperature.
-        top_p: Nucleus sampling mass.
-        max_tokens: Longest reply, in tokens.
-        timeout_seconds: Longest wait for a remote reply, in seconds.
-        context_tokens: Context window of the embedded model, in tokens.
-        threads: CPU threads for the embedded model (0: all cores).
-        system_prompt: Instructions that open every conversation.
-        probe_timeout_seconds: How long "auto" waits for Ollama to answer, in seconds.
-        seed: Sampling seed for reproducible replies (None: a fresh one each turn).
-    """
-
-    provider: str = "ollama"
-    model: str | None = "gemma3:1b"
-    base_url: str | None = None
-    api_key: str | None = None
-    temperature: float = 0.3
-    top_p: float = 0.9
-    max_tokens: int = 200
-    timeout_seconds: float = 30.0
-    context_tokens: int = 4096
-    threads: int = 0
-    system_prompt: str = (
-        "You are Coda, a friendly voice assistant. Your replies are spoken aloud, so answer "
-        "in one or two short sentences of plain conversational English, with no lists, "
-        "markdown, code or emoji. Use what the user told you earlier in the conversation."
-    )
-    probe_timeout_seconds: float = 0.5
-    seed: int | None = None
-
-
-@dataclass
-class STTConfig:
-    """Speech-to-text settings.
-
-    Attributes:
-        provider: Registry name of the speech-to-text provider.
-        model: Embedded Whisper to use: "tiny.en" (default, fastest) or "base"
-            (multilingual, about 2x slower, more accurate; the ``whisper-base`` extra).
-        model_path: A CTranslate2 Whisper folder, overriding ``model``.
-        compute_type: CTranslate2 compute type ("int8" is fastest on CPU).
-        threads: CPU threads (0: all cores).
-        beam_size: Beam width (1 is greedy: fastest, same words on clear speech).
-        language: Spoken language code.
-        fitted_window: Encode only the utterance (at least ``min_window_seconds``)
-            instead of Whisper's fixed 30 s window. A result that loops or is too
-            long for its audio falls back to the full window. Only with
-            ``VoiceConfig.enable_optimization``. Measured on 30 spoken questions:
-            median 70 ms against 290 ms, WER 4.0 % against 4.5 %, no fallback.
-        min_window_seconds: Shortest fitted window, in seconds (6 s was faster, 44 ms,
-            but fell back on 6 of 30 questions).
-    """
-
-    provider: str = "faster_whisper"
-    model: str = "tiny.en"
-    model_path: str | None = None
-    compute_type: str = "int8"
-    threads: int = 0
-    beam_size: int = 1
-    language: str = "en"
-    fitted_window: bool = True
-    min_window_seconds: float = 10.0
-
-
-@dataclass
-class TTSConfig:
-    """Text-to-speech settings.
-
-    Attributes:
-        provider: Registry name of the text-to-speech provider.
-        voice_path: Piper ONNX voice (None: the embedded en_US joe voice).
-        speaking_rate: Speed multiplier (> 1 is faster). 0.92 measured clearer than
-            1.0 with the joe voice: round-trip WER 5-8 % against 8-10 %.
-        volume: Peak level of each synthesized sentence (full scale = 1.0).
-        noise_scale: Prosody variation (None: the voice's own; 0: the same audio every time).
-        noise_w_scale: Phoneme-length variation (None: the voice's own).
-    """
-
-    provider: str = "piper"
-    voice_path: str | None = None
-    speaking_rate: float = 0.92
-    volume: float = 0.9
-    noise_scale: float | None = None
-    noise_w_scale: float | None = None
 
 
 @dataclass
@@ -465,61 +350,3 @@ class VoiceProcessingConfig:
     enable_personality_integration: bool = True
     enable_tools_integration: bool = True
     enable_conversation_sync: bool = True
-
-
-@dataclass
-class VoiceMemoryConfig:
-    """Memory integration settings (relevance in [0, 1], cosine similarity)."""
-
-    enable_context_injection: bool = True
-    max_relevant_memories: int = 10
-    memory_relevance_threshold: float = 0.7
-    enable_learning: bool = True
-    learning_rate: float = 0.1
-
-
-@dataclass
-class VoicePersonalityConfig:
-    """Personality integration settings."""
-
-    enable_personality_injection: bool = True
-    enable_response_adaptation: bool = True
-    enable_personality_learning: bool = True
-    voice_confidence_factor: float = 1.2
-    voice_engagement_factor: float = 1.1
-    adjustment_sensitivity: float = 0.1
-
-
-@dataclass
-class VoiceToolsConfig:
-    """Tools integration settings."""
-
-    enable_tool_injection: bool = True
-    enable_function_calling: bool = True
-    auto_execute_tools: bool = True
-    max_tools_in_context: int = 10
-    tool_relevance_threshold: float = 0.6
-
-
-@dataclass
-class VoiceLLMManagerConfig:
-    """LLM manager integration settings."""
-
-    llm_provider: str = "ollama"
-    llm_model: str = "gemma3:1b"
-    voice_response_max_tokens: int = 300
-    voice_temperature: float = 0.8
-    enable_streaming_for_voice: bool = True
-    voice_timeout_seconds: float = 8.0
-
-
-@dataclass
-class VoiceConversationSyncConfig:
-    """Conversation sync settings."""
-
-    sync_enabled: bool = True
-    real_time_sync: bool = True
-    bidirectional_sync: bool = True
-    conflict_resolution_strategy: ConflictResolutionStrategy = (
-        ConflictResolutionStrategy.VOICE_PRIORITY
-    )

@@ -32,7 +32,8 @@ from coda.core.errors import VoiceProcessingError
 from coda.core.models import VoiceProcessingMode
 from coda.modes.clock import TurnClock
 from coda.modes.events import SpokenPiece, TextDelta, Transcribed
-from coda.voice.engine import TurnOutcome, VoiceEngine
+from coda.voice.engine import VoiceEngine
+from coda.voice.outcome import TurnOutcome
 from coda.worker import WorkerThread
 
 log = logging.getLogger(__name__)

@@ -8,15 +8,11 @@ from coda.core.config import (
     AudioConfig,
     LLMConfig,
     MoshiConfig,
+    StreamingConfig,
     STTConfig,
     TTSConfig,
     VoiceConfig,
-    VoiceConversationSyncConfig,
-    VoiceLLMManagerConfig,
-    VoiceMemoryConfig,
-    VoicePersonalityConfig,
     VoiceProcessingConfig,
-    VoiceToolsConfig,
 )
 from coda.core.errors import (
     AudioProcessingError,
@@ -31,6 +27,13 @@ from coda.core.errors import (
     VoiceProcessingError,
     VoiceTimeoutError,
     VRAMAllocationError,
+)
+from coda.core.integration_config import (
+    VoiceConversationSyncConfig,
+    VoiceLLMManagerConfig,
+    VoiceMemoryConfig,
+    VoicePersonalityConfig,
+    VoiceToolsConfig,
 )
 from coda.core.models import (
     ConflictResolutionStrategy,
@@ -69,6 +72,7 @@ __all__ = [
     "MoshiConfig",
     "MoshiConnectionError",
     "STTConfig",
+    "StreamingConfig",
     "SyncError",
     "SyncEventType",
     "TTSConfig",

@@ -8,24 +8,20 @@ reply, then store the finished turn. Nothing is stored unless the turn finishes.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
 
 from coda.audio.decode import decode_audio, resample
-from coda.audio.encode import encode_wav
 from coda.audio.frames import FRONT_END_RATE
 from coda.audio.frontend import clean_message
 from coda.audio.vad import VoiceActivityDetector
 from coda.core.config import LLMConfig, VoiceConfig
 from coda.core.errors import (
-    TimeoutError,
     ValidationError,
     VoiceInitializationError,
     VoiceProcessingError,
@@ -35,9 +31,8 @@ from coda.core.models import (
     ConversationTurn,
     VoiceMessage,
     VoiceProcessingMode,
-    VoiceResponse,
 )
-from coda.modes import quality
+from coda.deadline import with_deadline
 from coda.modes.adaptive import AdaptivePolicy
 from coda.modes.cascade import CascadeResponder
 from coda.modes.clock import TurnClock
@@ -49,6 +44,7 @@ from coda.providers.base import LanguageModel, SpeechToText, TextToSpeech
 from coda.providers.registry import create_stt, create_tts, resolve_llm
 from coda.providers.tts.cache import CachedTTS
 from coda.voice.conversations import Conversations
+from coda.voice.outcome import TurnOutcome, build_outcome
 from coda.worker import WorkerThread
 
 log = logging.getLogger(__name__)
@@ -57,48 +53,7 @@ Progress = Callable[[str, int, int], None]
 """Called with (stage, done, total) while models are prepared and loaded."""
 T = TypeVar("T")
 
-_SUBTYPES = {16: "PCM_16", 24: "PCM_24", 32: "PCM_32"}
 _WARMUP_TEXT = "Hello there."
-
-
-@dataclass
-class TurnOutcome:
-    """Everything a finished turn produced (the last item a turn yields)."""
-
-    conversation_id: str
-    mode: VoiceProcessingMode
-    user_text: str
-    reply_text: str
-    audio: np.ndarray
-    sample_rate: int
-    processing_time_ms: float
-    scores: dict[str, float]
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-async def with_deadline(events: AsyncIterator[T], seconds: float) -> AsyncIterator[T]:
-    """Re-yield ``events`` until ``seconds`` have passed, then raise ``TimeoutError``.
-
-    On timeout the source generator is cancelled where it waits, so its own
-    cleanup (cancelling the LLM and TTS tasks) runs before the error surfaces.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    iterator = aiter(events)
-    try:
-        while True:
-            try:
-                item = await asyncio.wait_for(anext(iterator), max(0.0, deadline - loop.time()))
-            except StopAsyncIteration:
-                return
-            except builtins.TimeoutError as exc:
-                raise TimeoutError(
-                    f"the turn took longer than {seconds:.1f} s "
-                    "(StreamingConfig.turn_timeout_seconds); it was cancelled"
-                ) from exc
-            yield item
-    finally:
-        await iterator.aclose()  # type: ignore[attr-defined]
 
 
 class VoiceEngine:
@@ -360,8 +315,19 @@ class VoiceEngine:
             self.policy.record_failure(state.conversation_id, decision.chosen)
             raise
         assert finished is not None
-        outcome = self._outcome(
-            state.conversation_id, decision.as_dict(), transcript, finished, pieces, clock
+        outcome = build_outcome(
+            state.conversation_id,
+            decision.as_dict(),
+            transcript,
+            finished,
+            pieces,
+            clock,
+            self.config.audio.sample_rate,
+            {
+                "provider": self.llm.name if self.llm else None,
+                "model": self.llm.model if self.llm else None,
+                "reason": self.llm_reason,
+            },
         )
         outcome.metadata["message_id"] = message_id
         if commit:
@@ -414,53 +380,6 @@ class VoiceEngine:
         clock.add("frontend", clock.stop(started))
         return resample(cleaned, FRONT_END_RATE, self.stt.sample_rate)
 
-    def _outcome(
-        self,
-        conversation_id: str,
-        selection: dict[str, Any],
-        transcript: Transcribed,
-        finished: TurnFinished,
-        pieces: list[np.ndarray],
-        clock: TurnClock,
-    ) -> TurnOutcome:
-        rate = self.config.audio.sample_rate
-        audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-        timings = {k: round(v, 1) for k, v in finished.timings_ms.items()}
-        timings.setdefault("asr", 0.0)
-        timings["total"] = round(clock.elapsed_ms(), 1)
-        scores = {
-            "confidence_score": transcript.confidence,
-            "relevance_score": quality.relevance(transcript.text, finished.reply_text),
-            "coherence_score": quality.coherence(finished.reply_text, finished.finish_reason),
-            "audio_quality_score": quality.audio_quality(audio, rate),
-        }
-        metadata = {
-            "transcript": transcript.text,
-            "transcript_confidence": transcript.confidence,
-            "transcript_source": transcript.source,
-            **finished.details,
-            "timings_ms": timings,
-            "mode_selection": selection,
-            "llm": {
-                "provider": self.llm.name if self.llm else None,
-                "model": self.llm.model if self.llm else None,
-                "reason": self.llm_reason,
-                "finish_reason": finished.finish_reason,
-            },
-            "audio": {"sample_rate": rate, "duration_seconds": len(audio) / rate},
-        }
-        return TurnOutcome(
-            conversation_id=conversation_id,
-            mode=VoiceProcessingMode(selection["chosen"]),
-            user_text=transcript.text,
-            reply_text=finished.reply_text,
-            audio=audio,
-            sample_rate=rate,
-            processing_time_ms=timings["total"],
-            scores=scores,
-            metadata=metadata,
-        )
-
     async def commit(
         self,
         state: ConversationState,
@@ -475,23 +394,6 @@ class VoiceEngine:
         self._counters["turns"] += 1
         for key, value in metadata.get("timings_ms", {}).items():
             self._timings.setdefault(key, []).append(value)
-
-    def response(self, outcome: TurnOutcome) -> VoiceResponse:
-        """The ``VoiceResponse`` for a finished turn."""
-        subtype = _SUBTYPES.get(self.config.audio.bit_depth, "PCM_16")
-        audio = (
-            encode_wav(outcome.audio, outcome.sample_rate, subtype) if outcome.audio.size else None
-        )
-        return VoiceResponse(
-            conversation_id=outcome.conversation_id,
-            text_content=outcome.reply_text,
-            audio_data=audio,
-            timestamp=time.time(),
-            processing_time=outcome.processing_time_ms,
-            processing_mode=outcome.mode,
-            metadata=outcome.metadata,
-            **outcome.scores,
-        )
 
     def stats(self) -> dict[str, Any]:
         """Counters, mean stage timings, and which models are in use."""

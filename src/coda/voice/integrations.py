@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from coda.core.config import (
+from coda.core.integration_config import (
     VoiceConversationSyncConfig,
     VoiceLLMManagerConfig,
     VoiceMemoryConfig,

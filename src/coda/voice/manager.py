@@ -17,8 +17,9 @@ from coda.core.models import (
     VoiceStreamChunk,
 )
 from coda.modes.events import SpokenPiece, TextDelta, Transcribed
-from coda.voice.engine import Progress, TurnOutcome, VoiceEngine
+from coda.voice.engine import Progress, VoiceEngine
 from coda.voice.interfaces import VoiceManagerInterface
+from coda.voice.outcome import TurnOutcome, to_response
 
 
 class VoiceManager(VoiceManagerInterface):
@@ -90,7 +91,7 @@ class VoiceManager(VoiceManagerInterface):
             if isinstance(item, TurnOutcome):
                 outcome = item
         assert outcome is not None
-        return self.engine.response(outcome)
+        return to_response(outcome, self.config.audio.bit_depth)
 
     async def process_streaming(
         self,
@@ -111,7 +112,7 @@ class VoiceManager(VoiceManagerInterface):
         async for item in self.engine.turn(voice_message, mode, context):
             chunk: VoiceStreamChunk | None = None
             if isinstance(item, TurnOutcome):
-                response = self.engine.response(item)
+                response = to_response(item, self.config.audio.bit_depth)
                 chunk = VoiceStreamChunk(
                     conversation_id,
                     sequence,

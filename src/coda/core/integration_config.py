@@ -1,0 +1,65 @@
+"""Settings of the spec's integrations (memory, personality, tools, LLM manager, sync)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coda.core.models import ConflictResolutionStrategy
+
+
+@dataclass
+class VoiceMemoryConfig:
+    """Memory integration settings (relevance in [0, 1], cosine similarity)."""
+
+    enable_context_injection: bool = True
+    max_relevant_memories: int = 10
+    memory_relevance_threshold: float = 0.7
+    enable_learning: bool = True
+    learning_rate: float = 0.1
+
+
+@dataclass
+class VoicePersonalityConfig:
+    """Personality integration settings."""
+
+    enable_personality_injection: bool = True
+    enable_response_adaptation: bool = True
+    enable_personality_learning: bool = True
+    voice_confidence_factor: float = 1.2
+    voice_engagement_factor: float = 1.1
+    adjustment_sensitivity: float = 0.1
+
+
+@dataclass
+class VoiceToolsConfig:
+    """Tools integration settings."""
+
+    enable_tool_injection: bool = True
+    enable_function_calling: bool = True
+    auto_execute_tools: bool = True
+    max_tools_in_context: int = 10
+    tool_relevance_threshold: float = 0.6
+
+
+@dataclass
+class VoiceLLMManagerConfig:
+    """LLM manager integration settings."""
+
+    llm_provider: str = "ollama"
+    llm_model: str = "gemma3:1b"
+    voice_response_max_tokens: int = 300
+    voice_temperature: float = 0.8
+    enable_streaming_for_voice: bool = True
+    voice_timeout_seconds: float = 8.0
+
+
+@dataclass
+class VoiceConversationSyncConfig:
+    """Conversation sync settings."""
+
+    sync_enabled: bool = True
+    real_time_sync: bool = True
+    bidirectional_sync: bool = True
+    conflict_resolution_strategy: ConflictResolutionStrategy = (
+        ConflictResolutionStrategy.VOICE_PRIORITY
+    )
