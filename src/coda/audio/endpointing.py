@@ -182,12 +182,16 @@ class Endpointer:
             return 0.0
         return (self._position - self._onset) / self._rate
 
+    @property
+    def utterance_samples(self) -> int:
+        """Length of ``current_utterance()``, without building it."""
+        return max(0, self._last_speech_end - self._collected_start) if self._collected else 0
+
     def current_utterance(self) -> np.ndarray:
         """The utterance as it would end now (pre-roll up to the last speech window)."""
         if not self._collected:
             return np.zeros(0, np.float32)
-        keep = max(0, self._last_speech_end - self._collected_start)
-        return np.concatenate(self._collected)[:keep]
+        return np.concatenate(self._collected)[: self.utterance_samples]
 
     def flush(self) -> list[EndpointEvent]:
         """End the stream: a confirmed utterance in progress is finished."""

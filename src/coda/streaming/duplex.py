@@ -168,7 +168,7 @@ class DuplexSession:
         endpointer = self.frontend.endpointer
         if not task.done() or task.cancelled() or task.exception() is not None:
             return False
-        if endpointer.silence_seconds <= 0 or len(endpointer.current_utterance()) != length:
+        if endpointer.silence_seconds <= 0 or endpointer.utterance_samples != length:
             return False
         text = task.result().text.strip()
         words = _normalize(text).split()
