@@ -23,6 +23,7 @@ from coda.voice import (
 )
 
 TIMING_ORDER = (
+    "frontend",
     "asr",
     "llm_first_token",
     "llm_total",
