@@ -38,7 +38,8 @@ def test_chat_holds_the_sample_conversation(tmp_path: Path) -> None:
     assert text.count("[turn ") == 4
     assert "you:  What is the capital of France?" in text
     assert "Paris" in text
-    assert text.count("time: asr=") == 4 and "llm_first_token=" in text
+    assert text.count("time: frontend=") == 4 and text.count(" asr=") == 4
+    assert "llm_first_token=" in text
     replies = sorted(out.glob("turn*_reply.wav"))
     assert len(replies) == 4
     for reply in replies:
