@@ -111,3 +111,14 @@ async def test_first_audio_arrives_before_the_last_text_delta(manager: VoiceMana
     assert kinds.index("audio") < last_text
     first_audio = next(c for c in chunks if c.kind == "audio")
     assert len((first_audio.text_content or "").split()) <= 25  # a clause, not the whole reply
+
+
+def test_adaptive_policy_forgets_an_ended_conversation() -> None:
+    from coda.modes.adaptive import AdaptivePolicy
+    from coda.voice import VoiceProcessingMode
+
+    policy = AdaptivePolicy()
+    policy.record_success("a", VoiceProcessingMode.LLM_ENHANCED, 500.0, 0.9)
+    policy.record_success("b", VoiceProcessingMode.LLM_ENHANCED, 700.0, 0.8)
+    policy.forget("a")
+    assert [key[0] for key in policy.stats] == ["b"]

@@ -197,6 +197,11 @@ class AdaptivePolicy:
         """Learn from a finished turn."""
         self._stats(conversation_id, mode).record(latency_ms, quality, self.smoothing)
 
+    def forget(self, conversation_id: str) -> None:
+        """Drop what was learned in a conversation that has ended."""
+        for key in [k for k in self.stats if k[0] == conversation_id]:
+            del self.stats[key]
+
     def record_failure(self, conversation_id: str, mode: VoiceProcessingMode) -> None:
         """Learn from a failed turn."""
         self._stats(conversation_id, mode).failures += 1

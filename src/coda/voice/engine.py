@@ -71,7 +71,8 @@ class VoiceEngine:
         self.unavailable: dict[VoiceProcessingMode, str] = {}
         self.policy = AdaptivePolicy(max_latency_ms=config.max_latency_ms)
         self._counters = {"turns": 0, "errors": 0}
-        self._timings: dict[str, list[float]] = {}
+        # Running (count, sum) per timing key: bounded however long the engine runs.
+        self._timings: dict[str, tuple[int, float]] = {}
         # Whole messages are cleaned on their own thread with one reusable detector.
         self._frontend = WorkerThread("frontend")
         self._vad: VoiceActivityDetector | None = None
@@ -392,11 +393,12 @@ class VoiceEngine:
         await self.conversations.commit(state, turn, {"timings_ms": metadata.get("timings_ms", {})})
         self._counters["turns"] += 1
         for key, value in metadata.get("timings_ms", {}).items():
-            self._timings.setdefault(key, []).append(value)
+            count, total = self._timings.get(key, (0, 0.0))
+            self._timings[key] = (count + 1, total + value)
 
     def stats(self) -> dict[str, Any]:
         """Counters, mean stage timings, and which models are in use."""
-        means = {k: round(float(np.mean(v)), 1) for k, v in self._timings.items() if v}
+        means = {k: round(total / count, 1) for k, (count, total) in self._timings.items()}
         tts_cache = self.tts if isinstance(self.tts, CachedTTS) else None
         return {
             "initialized": self.initialized,

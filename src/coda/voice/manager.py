@@ -156,6 +156,7 @@ class VoiceManager(VoiceManagerInterface):
         """
         self.engine.require_ready()
         await self.engine.conversations.end(conversation_id)
+        self.engine.policy.forget(conversation_id)
 
     async def get_conversation_state(self, conversation_id: str) -> ConversationState | None:
         """The conversation's state, or None if it is unknown."""
