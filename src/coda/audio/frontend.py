@@ -73,8 +73,7 @@ class StreamingFrontEnd:
             self._vad.reset()
         window = self._vad.window_samples if self._vad else 512
         self._windows = FrameChunker(window)
-        self._kept = FrameChunker(window)
-        self._near = FrameChunker(window)  # echo-cancelled audio, for the echo gate
+        self._near = FrameChunker(window)  # echo-cancelled, before suppression and gain
         self._reference = FrameChunker(window)  # per-sample playback reference RMS
         self._gate_ratio = 10 ** (-config.echo_gate_db / 20) if config.echo_gate_db > 0 else 0.0
         self._endpointer = Endpointer(config, FRONT_END_RATE, window, tentative_end_ms)
@@ -143,12 +142,10 @@ class StreamingFrontEnd:
         ``original`` (the same stretch before suppression and gain).
         """
         clock = time.perf_counter
-        kept_audio = cleaned if self.config.clean_for_recognition else original
         events: list[EndpointEvent] = []
         levels = np.zeros(len(cleaned), np.float32) if reference is None else reference
-        for window, kept, near, playing in zip(
+        for window, near, playing in zip(
             self._windows.push(cleaned),
-            self._kept.push(kept_audio),
             self._near.push(original),
             self._reference.push(levels),
             strict=True,
@@ -159,6 +156,7 @@ class StreamingFrontEnd:
                 probability = 0.0
             self.stage_seconds["vad"] += clock() - started
             started = clock()
+            kept = window if self.config.clean_for_recognition else near
             events.extend(self._endpointer.feed(window, probability, kept))
             self.stage_seconds["endpoint"] += clock() - started
         return events

@@ -128,6 +128,7 @@ class DuplexSession:
         self._reply: _Reply | None = None
         self._speculation: tuple[int, asyncio.Task[Transcribed]] | None = None
         self._barge_checked_at = 0.0
+        self._backchannels = {_normalize(b) for b in self._streaming.backchannels}
         self.interruptions = 0
 
     @property
@@ -148,6 +149,7 @@ class DuplexSession:
         """Process one captured frame (float32 mono at ``input_rate``)."""
         for event in await self._worker.run(self.frontend.process, frame):
             if isinstance(event, SpeechStarted):
+                self._barge_checked_at = 0.0  # each utterance gets its own barge-in checks
                 self._emit("speech_started", at_seconds=event.at_seconds)
             elif isinstance(event, SpeechPaused):
                 self._speculate()
@@ -288,7 +290,7 @@ class DuplexSession:
     def _is_backchannel(self, words: str) -> bool:
         """No words, a backchannel ("okay"), or Coda's own words coming back as echo."""
         said = _normalize(words)
-        if not said or said in {_normalize(b) for b in self._streaming.backchannels}:
+        if not said or said in self._backchannels:
             return True
         return self._is_own_echo(said)
 
@@ -317,7 +319,6 @@ class DuplexSession:
     async def _interrupt(self, heard: str) -> None:
         reply = self._reply
         await self._cancel_turn()
-        self._barge_checked_at = 0.0
         if reply is None:
             return
         self.interruptions += 1
