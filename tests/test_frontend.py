@@ -14,7 +14,8 @@ from coda.audio.endpointing import SpeechEnded, SpeechStarted
 from coda.audio.frames import FRONT_END_RATE
 from coda.audio.frontend import StreamingFrontEnd, clean_message
 from coda.providers.stt.faster_whisper import FasterWhisperSTT
-from coda.voice import AudioConfig, ValidationError, VoiceManager
+from coda.providers.tts.piper import PiperTTS
+from coda.voice import AudioConfig, TTSConfig, ValidationError, VoiceManager
 from tests.conftest import Say, wer
 
 RATE = FRONT_END_RATE
@@ -146,17 +147,22 @@ def echo_path(far: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-async def coda_speaking(manager: VoiceManager) -> np.ndarray:
-    """Eight seconds of Coda's own voice at 24 kHz: the far end."""
-    assert manager.engine.tts is not None
+async def coda_speaking() -> np.ndarray:
+    """Eight seconds of Coda's own voice at 24 kHz: the far end.
+
+    Sampling noise is off so that every run cancels the same echo.
+    """
+    voice = PiperTTS(TTSConfig(noise_scale=0.0, noise_w_scale=0.0))
+    await voice.load()
     pieces = []
     for text in (
         "Sure, here is a long answer about the weather in Lisbon.",
         "It will be sunny in the morning and cloudy later on.",
         "Tomorrow there may be some rain near the coast, so take an umbrella.",
     ):
-        speech = await manager.engine.tts.synthesize(text)
+        speech = await voice.synthesize(text)
         pieces.append(resample(speech.samples, speech.sample_rate, 24000))
+    await voice.close()
     return np.concatenate(pieces)
 
 

@@ -53,8 +53,8 @@ class EchoCanceller:
         self._far: deque[np.ndarray] = deque()
         self._far_len = 0
         self._silence = np.zeros(frame_samples, np.int16)
-        self.reference_rms = 0.0
-        """RMS (full scale = 1.0) of the far-end reference of the last processed frame."""
+        # Echo of anything played within the tail can still be arriving now.
+        self._recent_rms: deque[float] = deque(maxlen=max(1, tail_ms // frame_ms))
 
     def add_playback(self, samples: np.ndarray) -> None:
         """Queue audio Coda is playing (float, at the canceller's rate)."""
@@ -87,9 +87,14 @@ class EchoCanceller:
     def process(self, frame: np.ndarray) -> np.ndarray:
         """Cancel the echo in one captured frame (float); returns the cleaned frame."""
         reference = self._take_reference()
-        self.reference_rms = float(np.sqrt(np.mean(np.square(reference / 32768.0))))
+        self._recent_rms.append(float(np.sqrt(np.mean(np.square(reference / 32768.0)))))
         cleaned = self._aec.process(to_int16(frame), reference)
         return to_float(np.frombuffer(cleaned, np.int16))
+
+    @property
+    def echo_level(self) -> float:
+        """RMS (full scale = 1.0) of the loudest reference frame within the echo tail."""
+        return max(self._recent_rms, default=0.0)
 
     def close(self) -> None:
         """Free the canceller's state."""

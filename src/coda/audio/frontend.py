@@ -102,13 +102,13 @@ class StreamingFrontEnd:
 
     def _process_frame(self, frame: np.ndarray) -> list[EndpointEvent]:
         echo_free = self.cancel_echo(frame)
-        reference = self._echo.reference_rms if self._echo is not None else 0.0
+        reference = self._echo.echo_level if self._echo is not None else 0.0
         level = np.full(len(frame), reference, np.float32)
         return self.segment(self.denoise(echo_free), echo_free, level)
 
     def _is_residual_echo(self, near: np.ndarray, reference: np.ndarray) -> bool:
         """Coda is playing and what is left after cancellation is far below it."""
-        playing = float(np.mean(reference))
+        playing = float(np.max(reference))
         if not self._gate_ratio or playing < SILENCE_RMS:
             return False
         return float(np.sqrt(np.mean(np.square(near)))) < playing * self._gate_ratio
