@@ -4,6 +4,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The genuine Moshi server (tests' protocol peer) pins its own torch and numpy.
+MOSHI_VENV := .venv-moshi
 # llama-cpp-python ships only as source: build it portable (no -march=native) so the
 # wheel pip caches runs on any x86-64 machine with AVX2.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
@@ -25,6 +27,12 @@ $(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-run
 	$(BIN)/pip install -e ".[dev]"
 	touch $@
 
+$(MOSHI_VENV)/.stamp: tests/moshi-server-requirements.txt
+	$(PYTHON) -m venv $(MOSHI_VENV)
+	$(MOSHI_VENV)/bin/pip install -q -r tests/moshi-server-requirements.txt
+	$(MOSHI_VENV)/bin/pip install -q --no-deps moshi==0.2.13
+	touch $@
+
 models: $(VENV)/.stamp-run
 	$(BIN)/coda setup
 
@@ -36,8 +44,8 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests examples
 	$(BIN)/mypy
 
-test: lint models
+test: lint models $(MOSHI_VENV)/.stamp
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MOSHI_VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -284,11 +284,12 @@ class VoiceConfig:
     auto_start_conversations: bool = True
     """A message to an unknown conversation id starts it (False: ConversationError)."""
     secondary_llm: LLMConfig | None = None
-    """A second language model: with it, ``hybrid`` races two cascades and ``adaptive``
-    can choose hybrid (until Moshi, issue #5, is the second responder)."""
+    """A second language model: ``hybrid`` races it too (with Moshi, if configured)."""
     max_latency_ms: float = 1000.0
     """Hybrid's budget for waiting on the better answer; adaptive avoids modes
     measured slower than this, in ms."""
+    vram_limit_gb: float = 32.0
+    """GPU memory that all of Coda's components together may reserve, in GiB."""
     allow_mode_fallback: bool = False
     """An explicitly requested mode that cannot answer falls back to the cascade
     (recorded in metadata) instead of raising."""
@@ -302,6 +303,10 @@ class VoiceConfig:
         self.audio.validate()
         if self.max_conversation_length < 1:
             raise ConfigurationError("max_conversation_length must be at least 1")
+        if self.vram_limit_gb < 0:
+            raise ConfigurationError("vram_limit_gb must not be negative")
+        if self.moshi.max_response_seconds <= 0 or self.moshi.flow_window_frames < 1:
+            raise ConfigurationError("need moshi.max_response_seconds > 0, flow_window_frames >= 1")
         if self.max_concurrent_conversations < 1:
             raise ConfigurationError("max_concurrent_conversations must be at least 1")
         for name, llm in (("llm", self.llm), ("secondary_llm", self.secondary_llm)):

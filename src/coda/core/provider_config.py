@@ -10,26 +10,40 @@ class MoshiConfig:
     """Moshi speech-to-speech server settings.
 
     Attributes:
-        server_url: Websocket URL of a Moshi server's chat endpoint.
+        server_url: Websocket URL of a Moshi server's chat endpoint, e.g.
+            ``ws://127.0.0.1:8998/api/chat``; None means no Moshi server.
         enabled: Whether Coda may use Moshi at all.
         device: Where a locally managed Moshi runs ("cuda" or "cpu").
         vram_budget_gb: GPU memory Moshi may reserve, in GiB.
         connect_timeout_seconds: Time to open the websocket, in seconds.
         handshake_timeout_seconds: Time to wait for the server's handshake, in seconds.
         max_response_seconds: Longest reply collected for one message, in seconds.
+        reply_silence_seconds: Silence after Moshi has spoken that ends its reply.
+        silence_dbfs: An 80 ms frame quieter than this (RMS, dBFS) is silence.
+        receive_timeout_seconds: Longest wait for Moshi's next output.
+        flow_window_frames: Frames sent ahead of the replies received (Moshi's
+            output is paced by its input, so input is paced by its output).
+        reconnect_attempts: Reconnections a live session tries before giving up.
+        reconnect_backoff_seconds: First wait between reconnections; doubles each time.
         temperature: Audio-token sampling temperature (servers that read it).
         temperature_text: Text-token sampling temperature (servers that read it).
         top_k: Audio-token top-k (servers that read it).
         top_k_text: Text-token top-k (servers that read it).
     """
 
-    server_url: str = "ws://127.0.0.1:8998/api/chat"
+    server_url: str | None = None
     enabled: bool = True
     device: str = "cuda"
     vram_budget_gb: float = 24.0
     connect_timeout_seconds: float = 3.0
     handshake_timeout_seconds: float = 5.0
     max_response_seconds: float = 10.0
+    reply_silence_seconds: float = 0.8
+    silence_dbfs: float = -45.0
+    receive_timeout_seconds: float = 5.0
+    flow_window_frames: int = 4
+    reconnect_attempts: int = 5
+    reconnect_backoff_seconds: float = 0.25
     temperature: float = 0.8
     temperature_text: float = 0.7
     top_k: int = 250

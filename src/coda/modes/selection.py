@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from coda.core.errors import ConfigurationError
 from coda.core.models import VoiceProcessingMode
 from coda.modes.adaptive import AdaptivePolicy, TurnFeatures
 
-MOSHI_MISSING = "the Moshi speech-to-speech client is not implemented yet (issue #5)"
-HYBRID_MISSING = "hybrid needs a second responder: set VoiceConfig.secondary_llm"
+MOSHI_DISABLED = "Moshi is disabled (MoshiConfig.enabled)"
+MOSHI_UNCONFIGURED = "no Moshi server is configured (MoshiConfig.server_url)"
+HYBRID_MISSING = (
+    "hybrid needs a second responder: configure Moshi (MoshiConfig.server_url) "
+    "or set VoiceConfig.secondary_llm"
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,15 @@ class ModeDecision:
             "reason": self.reason,
             **self.details,
         }
+
+    def fallen_back(self, why: str) -> ModeDecision:
+        """The same turn, now answered by the cascade because the chosen mode failed."""
+        return replace(
+            self,
+            chosen=VoiceProcessingMode.LLM_ENHANCED,
+            reason=f"fell back to the cascade: {why}",
+            details={**self.details, "fallback": True, "failed": self.chosen.value},
+        )
 
 
 def requested_mode(
@@ -63,8 +76,7 @@ def decide(
         allow_fallback: Whether an unavailable explicit mode falls back to the cascade.
 
     Raises:
-        NotImplementedError: For ``MOSHI_ONLY`` until Moshi lands, without fallback.
-        ConfigurationError: For ``HYBRID`` without a second responder, without fallback.
+        ConfigurationError: For an explicit mode that cannot answer, without fallback.
     """
     if requested is VoiceProcessingMode.ADAPTIVE:
         chosen, explanation = policy.choose(conversation_id, TurnFeatures.of(user_text), available)
@@ -79,6 +91,4 @@ def decide(
             f"fell back to the cascade: {why_not}",
             {"fallback": True},
         )
-    if requested is VoiceProcessingMode.MOSHI_ONLY:
-        raise NotImplementedError(why_not)
-    raise ConfigurationError(why_not)
+    raise ConfigurationError(f"{requested.value} cannot answer: {why_not}")

@@ -125,6 +125,7 @@ class SpeechToSpeech(Protocol):
     """A full-duplex speech model (Moshi): audio in, audio and text out."""
 
     name: str
+    finish_reason: str | None
 
     async def load(self) -> None:
         """Connect or load."""

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from coda.audio.frontend import clean_message
 from coda.audio.vad import VoiceActivityDetector
 from coda.core.config import LLMConfig, VoiceConfig
 from coda.core.errors import (
+    MoshiConnectionError,
     ValidationError,
     VoiceInitializationError,
     VoiceProcessingError,
@@ -33,15 +35,25 @@ from coda.core.models import (
     VoiceProcessingMode,
 )
 from coda.deadline import with_deadline
+from coda.gpu.vram import VRAMManager
 from coda.modes.adaptive import AdaptivePolicy
 from coda.modes.cascade import CascadeResponder
 from coda.modes.clock import TurnClock
 from coda.modes.events import SpokenPiece, Transcribed, TurnEvent, TurnFinished
 from coda.modes.hybrid import HybridResponder
+from coda.modes.moshi import SPEECH_NEEDED, MoshiResponder
 from coda.modes.responder import Responder, TurnRequest
-from coda.modes.selection import HYBRID_MISSING, MOSHI_MISSING, decide, requested_mode
-from coda.providers.base import LanguageModel, SpeechToText, TextToSpeech
+from coda.modes.selection import (
+    HYBRID_MISSING,
+    MOSHI_DISABLED,
+    MOSHI_UNCONFIGURED,
+    ModeDecision,
+    decide,
+    requested_mode,
+)
+from coda.providers.base import LanguageModel, SpeechToSpeech, SpeechToText, TextToSpeech
 from coda.providers.registry import create_stt, create_tts, resolve_llm
+from coda.providers.s2s.moshi import MoshiSpeechToSpeech
 from coda.providers.tts.cache import CachedTTS
 from coda.voice.conversations import Conversations
 from coda.voice.outcome import TurnOutcome, build_outcome
@@ -66,6 +78,8 @@ class VoiceEngine:
         self.tts: TextToSpeech | None = None
         self.llm: LanguageModel | None = None
         self.secondary_llm: LanguageModel | None = None
+        self.s2s: SpeechToSpeech | None = None
+        self.vram = VRAMManager(config.vram_limit_gb)
         self.llm_reason = ""
         self.responders: dict[VoiceProcessingMode, Responder] = {}
         self.unavailable: dict[VoiceProcessingMode, str] = {}
@@ -98,6 +112,7 @@ class VoiceEngine:
             return
         report = progress or (lambda stage, done, total: None)
         try:
+            self._reserve_vram()
             await self.conversations.open_store()
             choice = await resolve_llm(
                 self.config.llm,
@@ -141,30 +156,60 @@ class VoiceEngine:
             output_rate=self.config.audio.sample_rate,
         )
 
+    def _moshi_is_local(self) -> bool:
+        host = urlsplit(self.config.moshi.server_url or "").hostname or ""
+        return host in ("localhost", "::1") or host.startswith("127.")
+
+    def _reserve_vram(self) -> None:
+        """Reserve GPU memory for what will run on this machine's GPU, before loading.
+
+        A Moshi server on this machine's GPU shares it with Coda, so its budget
+        counts; a remote one does not.
+        """
+        moshi = self.config.moshi
+        if (
+            moshi.enabled
+            and moshi.server_url
+            and moshi.device.startswith("cuda")
+            and self._moshi_is_local()
+        ):
+            self.vram.reserve("moshi", moshi.vram_budget_gb)
+
     async def _build_responders(self) -> None:
         assert self.llm is not None
         primary = self._cascade(self.llm, self.config.llm or LLMConfig(provider="auto"))
         self.responders = {VoiceProcessingMode.LLM_ENHANCED: primary}
-        self.unavailable = {
-            VoiceProcessingMode.MOSHI_ONLY: MOSHI_MISSING,
-            VoiceProcessingMode.HYBRID: HYBRID_MISSING,
-        }
+        self.unavailable = {}
+        racers: list[Responder] = [primary]
+        moshi = self.config.moshi
+        if not moshi.enabled:
+            self.unavailable[VoiceProcessingMode.MOSHI_ONLY] = MOSHI_DISABLED
+        elif not moshi.server_url:
+            self.unavailable[VoiceProcessingMode.MOSHI_ONLY] = MOSHI_UNCONFIGURED
+        else:
+            # No connection yet: the server may serve one session at a time.
+            self.s2s = MoshiSpeechToSpeech(moshi)
+            responder = MoshiResponder(self.s2s, self.config.audio.sample_rate)
+            self.responders[VoiceProcessingMode.MOSHI_ONLY] = responder
+            racers.append(responder)
         second = self.config.secondary_llm
-        if second is None:
-            return
-        try:
-            choice = await resolve_llm(second, self.config.resolved_model_dir())
-            await choice.provider.load()
-        except VoiceProcessingError as exc:
-            # A second opinion that cannot load leaves hybrid unavailable, not Coda.
-            self.unavailable[VoiceProcessingMode.HYBRID] = f"secondary LLM unavailable: {exc}"
-            log.warning("hybrid unavailable: %s", exc)
-            return
-        self.secondary_llm = choice.provider
-        responders = [primary, self._cascade(choice.provider, second)]
-        hybrid = HybridResponder(responders, self.config.max_latency_ms)
-        self.responders[VoiceProcessingMode.HYBRID] = hybrid
-        del self.unavailable[VoiceProcessingMode.HYBRID]
+        if second is not None:
+            try:
+                choice = await resolve_llm(second, self.config.resolved_model_dir())
+                await choice.provider.load()
+            except VoiceProcessingError as exc:
+                # A second opinion that cannot load costs hybrid one racer, not Coda.
+                log.warning("secondary LLM unavailable: %s", exc)
+                self.unavailable[VoiceProcessingMode.HYBRID] = f"secondary LLM unavailable: {exc}"
+            else:
+                self.secondary_llm = choice.provider
+                racers.append(self._cascade(choice.provider, second))
+        if len(racers) >= 2:
+            hybrid = HybridResponder(racers, self.config.max_latency_ms)
+            self.responders[VoiceProcessingMode.HYBRID] = hybrid
+            self.unavailable.pop(VoiceProcessingMode.HYBRID, None)
+        else:
+            self.unavailable.setdefault(VoiceProcessingMode.HYBRID, HYBRID_MISSING)
 
     async def _warm_up(self) -> None:
         """One pass through each model, so the first real turn is not the slow one.
@@ -185,11 +230,13 @@ class VoiceEngine:
     async def cleanup(self) -> None:
         """Free every model and close the store. Safe to call twice."""
         self.responders = {}
-        for provider in (self.stt, self.tts, self.llm, self.secondary_llm):
+        for provider in (self.stt, self.tts, self.llm, self.secondary_llm, self.s2s):
             if provider is not None:
                 with contextlib.suppress(Exception):
                     await provider.close()
         self.stt = self.tts = self.llm = self.secondary_llm = None
+        self.s2s = None
+        self.vram.release_all()
         await self.conversations.close()
         self._frontend.shutdown()
         self._frontend = WorkerThread("frontend")
@@ -285,36 +332,50 @@ class VoiceEngine:
     ) -> AsyncIterator[TurnEvent | TurnOutcome]:
         transcript = known or await self.transcribe(audio, text, clock)
         yield transcript
+        available: dict[VoiceProcessingMode, str | None] = {
+            m: self.unavailable.get(m)
+            for m in VoiceProcessingMode
+            if m is not VoiceProcessingMode.ADAPTIVE
+        }
+        if audio is None and available[VoiceProcessingMode.MOSHI_ONLY] is None:
+            available[VoiceProcessingMode.MOSHI_ONLY] = SPEECH_NEEDED
         decision = decide(
             requested,
-            {
-                m: self.unavailable.get(m)
-                for m in VoiceProcessingMode
-                if m is not VoiceProcessingMode.ADAPTIVE
-            },
+            available,
             self.policy,
             state.conversation_id,
             transcript.text,
             self.config.allow_mode_fallback,
         )
-        responder = self.responders[decision.chosen]
         request = TurnRequest(
-            transcript.text, tuple(state.turns), (context or {}).get("system_context")
+            transcript.text,
+            tuple(state.turns),
+            (context or {}).get("system_context"),
+            audio=audio,
+            audio_rate=self.stt.sample_rate if self.stt else FRONT_END_RATE,
         )
-        pieces: list[np.ndarray] = []
-        finished: TurnFinished | None = None
-        try:
-            async for event in responder.respond(request, clock):
-                if isinstance(event, TurnFinished):
-                    finished = event
-                    continue
-                if isinstance(event, SpokenPiece):
-                    pieces.append(event.audio.samples)
-                yield event
-        except VoiceProcessingError:
-            self.policy.record_failure(state.conversation_id, decision.chosen)
-            raise
+        while True:
+            pieces: list[np.ndarray] = []
+            finished: TurnFinished | None = None
+            attempt = clock.child()
+            try:
+                async for event in self.responders[decision.chosen].respond(request, attempt):
+                    if isinstance(event, TurnFinished):
+                        finished = event
+                        continue
+                    if isinstance(event, SpokenPiece):
+                        pieces.append(event.audio.samples)
+                    yield event
+                break
+            except VoiceProcessingError as exc:
+                self.policy.record_failure(state.conversation_id, decision.chosen)
+                if not self._may_fall_back(decision, exc):
+                    raise
+                log.warning("%s failed, the cascade answers: %s", decision.chosen.value, exc)
+                decision = decision.fallen_back(f"{decision.chosen.value} failed: {exc}")
         assert finished is not None
+        clock.marks.update(attempt.marks)
+        finished.timings_ms = {**clock.marks, **finished.timings_ms}
         outcome = build_outcome(
             state.conversation_id,
             decision.as_dict(),
@@ -323,11 +384,7 @@ class VoiceEngine:
             pieces,
             clock,
             self.config.audio.sample_rate,
-            {
-                "provider": self.llm.name if self.llm else None,
-                "model": self.llm.model if self.llm else None,
-                "reason": self.llm_reason,
-            },
+            self._engine_info(decision.chosen),
         )
         outcome.metadata["message_id"] = message_id
         if commit:
@@ -341,6 +398,26 @@ class VoiceEngine:
             float(np.mean([outcome.scores["relevance_score"], outcome.scores["coherence_score"]])),
         )
         yield outcome
+
+    def _may_fall_back(self, decision: ModeDecision, error: VoiceProcessingError) -> bool:
+        """Moshi went down mid-turn: the cascade may answer unless Moshi was required."""
+        return (
+            isinstance(error, MoshiConnectionError)
+            and decision.chosen is VoiceProcessingMode.MOSHI_ONLY
+            and (
+                decision.requested is not VoiceProcessingMode.MOSHI_ONLY
+                or self.config.allow_mode_fallback
+            )
+        )
+
+    def _engine_info(self, mode: VoiceProcessingMode) -> dict[str, Any]:
+        if mode is VoiceProcessingMode.MOSHI_ONLY:
+            return {"provider": "moshi", "model": None, "reason": self.config.moshi.server_url}
+        return {
+            "provider": self.llm.name if self.llm else None,
+            "model": self.llm.model if self.llm else None,
+            "reason": self.llm_reason,
+        }
 
     async def transcribe(
         self, audio: np.ndarray | None, text: str | None, clock: TurnClock
@@ -408,6 +485,8 @@ class VoiceEngine:
             "stt_provider": self.stt.name if self.stt else None,
             "stt_fitted_window_fallbacks": getattr(self.stt, "fallbacks", None),
             "tts_provider": self.tts.name if self.tts else None,
+            "moshi_server": self.config.moshi.server_url if self.s2s else None,
+            "vram": self.vram.stats(),
             "modes_available": sorted(m.value for m in self.responders),
             "modes_unavailable": {m.value: why for m, why in self.unavailable.items()},
             "active_conversations": len(self.conversations.active),

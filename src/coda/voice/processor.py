@@ -39,6 +39,7 @@ def voice_config_from(
             enabled=config.enable_moshi,
             vram_budget_gb=min(base.moshi.vram_budget_gb, config.vram_limit_gb),
         ),
+        vram_limit_gb=config.vram_limit_gb,
         default_mode=config.default_mode,
         enable_streaming=config.enable_streaming,
         max_latency_ms=config.max_latency_ms,

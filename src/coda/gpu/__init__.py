@@ -1,0 +1,1 @@
+"""GPU memory: a budget that components reserve from before they load."""

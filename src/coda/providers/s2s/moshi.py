@@ -1,0 +1,172 @@
+"""Moshi as a speech-to-speech provider: one utterance in, Moshi's spoken reply out.
+
+The user's audio is streamed in 80 ms frames, then silence, for as long as Moshi
+answers (its output is paced by its input). Input runs at most
+``flow_window_frames`` ahead of the output received, so a slow server is never
+flooded and a fast one is never waited on. Output produced while the user's audio
+was still going in is Moshi listening, not replying, and is dropped. The reply
+ends after ``reply_silence_seconds`` of silence once Moshi has spoken, or at
+``max_response_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from coda.audio.decode import resample
+from coda.core.errors import MoshiConnectionError
+from coda.core.provider_config import MoshiConfig
+from coda.providers.base import SpeechAudio
+from coda.providers.s2s import moshi_protocol as protocol
+from coda.providers.s2s.moshi_session import MoshiAudio, MoshiSession, MoshiText
+
+FRAME = protocol.FRAME_SAMPLES
+
+
+@dataclass
+class ReplyState:
+    """Where a reply stands: what was received, and whether it has ended."""
+
+    listen_samples: int
+    """Output samples that overlap the user's audio (dropped)."""
+    received: int = 0
+    reply_samples: int = 0
+    spoken: bool = False
+    silent_samples: int = 0
+    finish_reason: str | None = None
+
+
+class MoshiSpeechToSpeech:
+    """Talks to a Moshi server over its websocket protocol.
+
+    Args:
+        config: Server URL, timeouts, sampling and reply-end settings.
+    """
+
+    name = "moshi"
+
+    def __init__(self, config: MoshiConfig) -> None:
+        self.config = config
+        self.finish_reason: str | None = None
+        """Why the last reply ended: "silence", "length" or "closed"."""
+
+    async def load(self) -> None:
+        """Nothing to load: a session is opened per reply."""
+
+    async def close(self) -> None:
+        """Nothing held between replies."""
+
+    async def respond(
+        self, samples: np.ndarray, sample_rate: int
+    ) -> AsyncIterator[SpeechAudio | str]:
+        """Stream Moshi's reply to one utterance: 24 kHz audio pieces and text pieces.
+
+        Raises:
+            MoshiConnectionError: If the server cannot be reached, is busy, drops the
+                connection, reports an error, or stops answering.
+        """
+        audio = resample(np.asarray(samples, np.float32), sample_rate, protocol.SAMPLE_RATE)
+        frames = -(-len(audio) // FRAME)
+        user = np.zeros(frames * FRAME, np.float32)
+        user[: len(audio)] = audio
+        reply = ReplyState(listen_samples=len(user))
+        session = await MoshiSession.open(self.config)
+        progress = asyncio.Event()
+        sender = asyncio.create_task(self._feed(session, user, reply, progress))
+        try:
+            async for item in self._collect(session, reply, progress, sender):
+                yield item
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, MoshiConnectionError):
+                await sender
+            await session.close()
+        self.finish_reason = reply.finish_reason
+
+    async def _feed(
+        self, session: MoshiSession, user: np.ndarray, reply: ReplyState, progress: asyncio.Event
+    ) -> None:
+        window = max(1, self.config.flow_window_frames)
+        reply_frames = int(self.config.max_response_seconds * protocol.SAMPLE_RATE) // FRAME
+        limit = len(user) // FRAME + reply_frames + window + 2
+        silence = np.zeros(FRAME, np.float32)
+        for index in range(limit):
+            while index - reply.received // FRAME >= window:
+                progress.clear()
+                await progress.wait()
+            frame = (
+                user[index * FRAME : (index + 1) * FRAME] if index * FRAME < len(user) else silence
+            )
+            await session.send(frame)
+
+    async def _collect(
+        self,
+        session: MoshiSession,
+        reply: ReplyState,
+        progress: asyncio.Event,
+        sender: asyncio.Task[None],
+    ) -> AsyncIterator[SpeechAudio | str]:
+        config = self.config
+        max_samples = int(config.max_response_seconds * protocol.SAMPLE_RATE)
+        end_silence = int(config.reply_silence_seconds * protocol.SAMPLE_RATE)
+        threshold = 10 ** (config.silence_dbfs / 20)
+        while reply.finish_reason is None:
+            receive = asyncio.ensure_future(session.receive())
+            # A sender that has finished its frames is no reason to stop waiting.
+            watched = {receive} if sender.done() and not sender.exception() else {receive, sender}
+            done, _ = await asyncio.wait(
+                watched,
+                timeout=config.receive_timeout_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if receive not in done:
+                receive.cancel()
+                with contextlib.suppress(asyncio.CancelledError, MoshiConnectionError):
+                    await receive
+                if sender in done and sender.exception() is not None:
+                    raise sender.exception()  # type: ignore[misc]
+                raise MoshiConnectionError(
+                    f"Moshi sent nothing for {config.receive_timeout_seconds:g} s"
+                )
+            output = receive.result()
+            if output is None:
+                reply.finish_reason = "closed"
+            elif isinstance(output, MoshiText):
+                if reply.received >= reply.listen_samples:
+                    yield output.text
+            elif isinstance(output, MoshiAudio):
+                pcm = self._reply_part(output.pcm, reply)
+                reply.received += len(output.pcm)
+                progress.set()
+                if pcm.size and self._advance(reply, pcm, threshold, end_silence, max_samples):
+                    yield SpeechAudio(pcm, protocol.SAMPLE_RATE)
+
+    @staticmethod
+    def _reply_part(pcm: np.ndarray, reply: ReplyState) -> np.ndarray:
+        skip = max(0, reply.listen_samples - reply.received)
+        return pcm[skip:]
+
+    @staticmethod
+    def _advance(
+        reply: ReplyState, pcm: np.ndarray, threshold: float, end_silence: int, max_samples: int
+    ) -> bool:
+        """Account for reply audio; True once Moshi has started speaking.
+
+        Leading silence (Moshi still listening) is dropped by the caller.
+        """
+        reply.reply_samples += len(pcm)
+        if float(np.sqrt(np.mean(np.square(pcm)))) >= threshold:
+            reply.spoken = True
+            reply.silent_samples = 0
+        else:
+            reply.silent_samples += len(pcm)
+        if reply.spoken and reply.silent_samples >= end_silence:
+            reply.finish_reason = "silence"
+        elif reply.reply_samples >= max_samples:
+            reply.finish_reason = "length"
+        return reply.spoken

@@ -1,0 +1,1 @@
+"""Real peers for tests and benchmarks (the genuine Moshi server with tiny weights)."""

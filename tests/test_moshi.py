@@ -1,0 +1,284 @@
+"""moshi_only against the genuine ``moshi.server`` (tiny random weights, CPU), and faults.
+
+The model is random, so what it says is arbitrary: the tests assert on the protocol,
+on structure (audio, text pieces, timings) and on failure behaviour, not on content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import struct
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from coda.providers.s2s import moshi_protocol as protocol
+from coda.providers.s2s.moshi import MoshiSpeechToSpeech
+from coda.providers.s2s.moshi_live import MoshiLiveBridge, Reconnected
+from coda.providers.s2s.moshi_session import MoshiAudio, MoshiSession
+from coda.testing.moshi_peer import TinyMoshiServer
+from coda.voice import (
+    ConfigurationError,
+    MoshiConfig,
+    MoshiConnectionError,
+    VoiceConfig,
+    VoiceManager,
+    VoiceMessage,
+    VoiceProcessingMode,
+)
+from tests.conftest import Say, Speak, free_port
+
+REPLY_SECONDS = 2.0
+
+
+@pytest.fixture(scope="session")
+def moshi_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("moshi")
+
+
+@pytest.fixture(scope="session")
+def moshi_server(moshi_dir: Path) -> Iterator[TinyMoshiServer]:
+    """The genuine Moshi server, started once for the session."""
+    with TinyMoshiServer(moshi_dir, free_port()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moshi_config(moshi_server: TinyMoshiServer) -> MoshiConfig:
+    return MoshiConfig(
+        server_url=moshi_server.url,
+        device="cuda",  # as if on this machine's GPU: the VRAM budget is reserved
+        vram_budget_gb=2.0,
+        max_response_seconds=REPLY_SECONDS,
+        receive_timeout_seconds=10.0,
+    )
+
+
+@pytest.fixture(scope="session")
+async def moshi_manager(
+    base_config: VoiceConfig, moshi_config: MoshiConfig, store_dir: Path
+) -> AsyncIterator[VoiceManager]:
+    config = replace(
+        base_config,
+        moshi=moshi_config,
+        store_path=str(store_dir / "moshi.sqlite3"),
+        enable_optimization=False,
+    )
+    voice = VoiceManager(config)
+    await voice.initialize()
+    yield voice
+    await voice.cleanup()
+
+
+def test_both_handshake_forms_parse() -> None:
+    assert protocol.parse_handshake(b"\x00") == protocol.Handshake()
+    rust = bytes([0]) + struct.pack("<II", 1, 7)  # kind, protocol version, model version
+    assert protocol.parse_handshake(rust) == protocol.Handshake(1, 7)
+    assert protocol.handshake_bytes(1, 7) == rust
+    for bad in (b"", b"\x01", b"\x00\x01\x02"):
+        with pytest.raises(MoshiConnectionError):
+            protocol.parse_handshake(bad)
+    with pytest.raises(MoshiConnectionError, match="unknown"):
+        protocol.kind_of(b"\x09")
+    assert protocol.metadata_of(b'\x04{"instance_name": "x"}') == {"instance_name": "x"}
+    assert protocol.metadata_of(b"\x04not json") == {}
+
+
+async def test_moshi_only_answers_a_spoken_message(
+    moshi_manager: VoiceManager, speak: Speak
+) -> None:
+    message = VoiceMessage(
+        conversation_id="moshi-e2e", audio_data=await speak("What is the capital of France?")
+    )
+    response = await moshi_manager.process_voice_message(message, VoiceProcessingMode.MOSHI_ONLY)
+    assert response.processing_mode is VoiceProcessingMode.MOSHI_ONLY
+    assert response.metadata["llm"]["provider"] == "moshi"
+    # Decodable 24 kHz audio of plausible length: Moshi spoke, for at most the reply cap.
+    assert response.audio_data is not None
+    audio, rate = sf.read(io.BytesIO(response.audio_data))
+    assert rate == 24000
+    assert 0.3 <= len(audio) / rate <= REPLY_SECONDS + 0.1
+    assert float(np.sqrt(np.mean(audio**2))) > 1e-3
+    # Text pieces were collected into the reply text.
+    assert response.text_content.strip()
+    # Timings measured in order; the quality scores come from real signals.
+    timings = response.metadata["timings_ms"]
+    assert 0 < timings["moshi_first_audio"] <= timings["moshi_total"] <= timings["total"]
+    assert timings["asr"] > 0
+    assert 0.0 <= response.audio_quality_score <= 1.0
+    assert response.metadata["llm"]["finish_reason"] in ("silence", "length")
+    # The turn is stored under the mode that answered.
+    state = await moshi_manager.get_conversation_state("moshi-e2e")
+    assert state is not None and state.turns[-1].mode is VoiceProcessingMode.MOSHI_ONLY
+    assert state.turns[-1].assistant_text == response.text_content
+
+
+async def test_moshi_streams_audio_as_it_arrives(moshi_manager: VoiceManager, speak: Speak) -> None:
+    message = VoiceMessage(conversation_id="moshi-stream", audio_data=await speak("Hello there."))
+    chunks = [
+        c async for c in moshi_manager.process_streaming(message, VoiceProcessingMode.MOSHI_ONLY)
+    ]
+    kinds = [c.kind for c in chunks]
+    assert kinds[0] == "transcript" and kinds[-1] == "final"
+    audio = [c for c in chunks if c.kind == "audio"]
+    # 80 ms frames, each its own chunk, arriving over time.
+    assert len(audio) >= 4
+    assert audio[0].elapsed_ms < audio[-1].elapsed_ms
+    frame, rate = sf.read(io.BytesIO(audio[1].audio_data or b""))
+    assert rate == 24000 and len(frame) == protocol.FRAME_SAMPLES
+    assert [c.sequence for c in chunks] == list(range(len(chunks)))
+
+
+async def test_busy_server_gives_a_timed_handshake_error(moshi_config: MoshiConfig) -> None:
+    """The Python server serves one session at a time; a second waits for its handshake."""
+    first = await MoshiSession.open(moshi_config)
+    try:
+        started = time.perf_counter()
+        with pytest.raises(MoshiConnectionError, match="no handshake .* within 1 s"):
+            await MoshiSession.open(replace(moshi_config, handshake_timeout_seconds=1.0))
+        assert 0.9 <= time.perf_counter() - started <= 3.0
+    finally:
+        await first.close()
+    # Once the first session ends, the server takes the next.
+    again = await MoshiSession.open(moshi_config)
+    await again.close()
+
+
+async def test_refused_connection_is_a_typed_error() -> None:
+    config = MoshiConfig(server_url=f"ws://127.0.0.1:{free_port()}/api/chat")
+    with pytest.raises(MoshiConnectionError, match="cannot connect"):
+        await MoshiSession.open(config)
+    with pytest.raises(MoshiConnectionError, match="not a websocket URL"):
+        await MoshiSession.open(MoshiConfig(server_url="http://127.0.0.1:1/api/chat"))
+
+
+async def test_server_killed_mid_reply(moshi_dir: Path, say: Say) -> None:
+    """A crash mid-reply: a typed error, the socket closed, no task left behind."""
+    victim = TinyMoshiServer(moshi_dir, free_port())
+    victim.start()
+    try:
+        moshi = MoshiSpeechToSpeech(
+            MoshiConfig(server_url=victim.url, max_response_seconds=30, receive_timeout_seconds=10)
+        )
+        before = asyncio.all_tasks()
+        received = 0
+        with pytest.raises(MoshiConnectionError):
+            async for item in moshi.respond(await say("Tell me a long story."), 16000):
+                if not isinstance(item, str):
+                    received += 1
+                    if received == 3:
+                        victim.kill()
+        assert received >= 3
+        await asyncio.sleep(0)
+        assert asyncio.all_tasks() <= before | {asyncio.current_task()}
+    finally:
+        victim.stop()
+
+
+async def test_moshi_down_adaptive_falls_back_to_the_cascade(
+    moshi_manager: VoiceManager,
+    moshi_config: MoshiConfig,
+    speak: Speak,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s2s = moshi_manager.engine.s2s
+    assert isinstance(s2s, MoshiSpeechToSpeech)
+    dead = replace(moshi_config, server_url=f"ws://127.0.0.1:{free_port()}/api/chat")
+    monkeypatch.setattr(s2s, "config", dead)
+    audio = await speak("Hello there.")
+
+    # Explicit moshi_only: the typed error, and the conversation untouched.
+    await moshi_manager.start_conversation("moshi-down")
+    with pytest.raises(MoshiConnectionError, match="cannot connect"):
+        await moshi_manager.process_voice_message(
+            VoiceMessage(conversation_id="moshi-down", audio_data=audio),
+            VoiceProcessingMode.MOSHI_ONLY,
+        )
+    state = await moshi_manager.get_conversation_state("moshi-down")
+    assert state is not None and state.turns == []
+
+    # Adaptive picks Moshi for small talk; it is down, so the cascade answers.
+    response = await moshi_manager.process_voice_message(
+        VoiceMessage(conversation_id="moshi-down-adaptive", audio_data=audio)
+    )
+    selection = response.metadata["mode_selection"]
+    assert selection["requested"] == "adaptive"
+    assert selection["fallback"] is True and selection["failed"] == "moshi_only"
+    assert "moshi_only failed" in selection["reason"]
+    assert response.processing_mode is VoiceProcessingMode.LLM_ENHANCED
+    assert response.text_content.strip() and response.audio_data is not None
+
+
+async def test_text_only_turn_never_goes_to_moshi(moshi_manager: VoiceManager) -> None:
+    message = VoiceMessage("moshi-text", b"", text_content="Hi!")
+    response = await moshi_manager.process_voice_message(message)
+    assert response.processing_mode is not VoiceProcessingMode.MOSHI_ONLY
+    excluded = response.metadata["mode_selection"]["adaptive"]["excluded"]
+    assert "no audio" in excluded["moshi_only"]
+    with pytest.raises(ConfigurationError, match="no audio"):
+        await moshi_manager.process_voice_message(message, VoiceProcessingMode.MOSHI_ONLY)
+
+
+def test_vram_budget_is_reported(moshi_manager: VoiceManager) -> None:
+    vram = moshi_manager.get_stats()["vram"]
+    assert vram["reservations"] == {"moshi": 2.0}
+    assert vram["available_gb"] == pytest.approx(vram["limit_gb"] - 2.0)
+
+
+async def test_live_bridge_reconnects_after_a_crash(moshi_dir: Path, say: Say) -> None:
+    """A live call survives a server crash: backoff, a new session, audio flows again."""
+    victim = TinyMoshiServer(moshi_dir, free_port())
+    victim.start()
+    config = MoshiConfig(
+        server_url=victim.url, reconnect_attempts=8, reconnect_backoff_seconds=0.25
+    )
+    before = asyncio.all_tasks()
+    seen: list[object] = []
+
+    async def pump(bridge: MoshiLiveBridge) -> None:
+        await bridge.send(await say("Hello there, how are you?"))
+        while True:  # the microphone keeps capturing (silence), 80 ms at a time
+            await bridge.send(np.zeros(1280, np.float32))
+            await asyncio.sleep(0.08)
+
+    try:
+        async with MoshiLiveBridge(config, 16000) as bridge:
+            microphone = asyncio.create_task(pump(bridge))
+            restart: asyncio.Task[None] | None = None
+            try:
+                async with asyncio.timeout(90):
+                    async for event in bridge.events():
+                        seen.append(event)
+                        audio = [e for e in seen if isinstance(e, MoshiAudio)]
+                        if restart is None and len(audio) >= 5:
+                            victim.kill()
+                            restart = asyncio.create_task(asyncio.to_thread(victim.start))
+                        reconnected = [i for i, e in enumerate(seen) if isinstance(e, Reconnected)]
+                        after = (
+                            [e for e in seen[reconnected[0] :] if isinstance(e, MoshiAudio)]
+                            if reconnected
+                            else []
+                        )
+                        if len(after) >= 5:
+                            break
+            finally:
+                microphone.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await microphone
+                if restart is not None:
+                    await restart
+            assert bridge.reconnects == 1
+            assert bridge.dropped_samples > 0  # captured while down, not queued
+    finally:
+        victim.stop()
+    (event,) = [e for e in seen if isinstance(e, Reconnected)]
+    assert event.attempts >= 1 and event.error
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() <= before | {asyncio.current_task()}
