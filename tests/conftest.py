@@ -21,6 +21,7 @@ from coda.audio.decode import decode_audio, resample
 from coda.audio.encode import encode_wav
 from coda.providers.stt.faster_whisper import FasterWhisperSTT
 from coda.providers.tts.piper import PiperTTS
+from coda.testing.moshi_peer import TinyMoshiServer
 from coda.voice import LLMConfig, STTConfig, TTSConfig, VoiceConfig, VoiceManager
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,6 +46,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moshi_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tiny Moshi model is built (once)."""
+    return tmp_path_factory.mktemp("moshi")
+
+
+@pytest.fixture(scope="session")
+def moshi_server(moshi_dir: Path) -> Iterator[TinyMoshiServer]:
+    """The genuine ``moshi.server`` with tiny random weights, started once for the session."""
+    with TinyMoshiServer(moshi_dir, free_port()) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from coda.audio.frontend import STAGES
 from coda.bench.audio import format_audio_bench, run_audio_bench
+from coda.testing.moshi_peer import TinyMoshiServer
 from coda.voice import VoiceConfig, VoiceProcessingMode
 
 
@@ -38,4 +39,21 @@ async def test_latency_bench_measures_a_turn_and_draws_it(
     table = format_latency([report])
     assert "p50" in table and "llm_enhanced" in table
     chart = plot_latency([report], tmp_path / "latency.png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_moshi_bench_measures_frames_and_draws_them(
+    moshi_server: TinyMoshiServer, tmp_path: Path
+) -> None:
+    from coda.bench.moshi import format_moshi_bench, measure, plot_moshi_bench
+
+    result = await measure(moshi_server.url, frames=20)
+    assert len(result.round_trip) == len(result.encode) == len(result.decode) == 20
+    assert result.priming_frames >= 1
+    assert all(e > 0 for e in result.encode) and all(d > 0 for d in result.decode)
+    # The client's share is part of each round trip.
+    assert all(o <= r for o, r in zip(result.overhead, result.round_trip, strict=True))
+    table = format_moshi_bench(result)
+    assert "client overhead" in table and "round trip" in table and "target 5 ms" in table
+    chart = plot_moshi_bench(result, tmp_path / "moshi.png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

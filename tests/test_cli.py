@@ -10,6 +10,8 @@ from pathlib import Path
 
 import soundfile as sf
 
+from coda.testing.moshi_peer import TinyMoshiServer
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "samples" / "conversation").glob("*.wav"))
 
@@ -46,6 +48,21 @@ def test_chat_holds_the_sample_conversation(tmp_path: Path) -> None:
         info = sf.info(io.BytesIO(reply.read_bytes()))
         assert info.samplerate == 24000 and info.duration > 0.5
     assert "load models" in result.stderr  # the progress bar
+
+
+def test_chat_talks_to_moshi(moshi_server: TinyMoshiServer, tmp_path: Path) -> None:
+    out = tmp_path / "moshi"
+    result = _coda(
+        "--moshi-url",
+        moshi_server.url,
+        *("chat", str(SAMPLES[0]), "--mode", "moshi_only", "--out", str(out)),
+        tmp=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"moshi: {moshi_server.url}" in result.stdout
+    assert "[moshi_only]" in result.stdout and "moshi_first_audio=" in result.stdout
+    (reply,) = out.glob("turn01_reply.wav")
+    assert sf.info(io.BytesIO(reply.read_bytes())).samplerate == 24000
 
 
 def test_chat_text_turns_and_bad_files(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from coda.modes.adaptive import AdaptivePolicy, TurnFeatures
 from coda.modes.clock import TurnClock
 from coda.modes.events import TurnEvent
 from coda.modes.hybrid import HybridResponder
@@ -176,3 +177,23 @@ async def test_adaptive_never_chooses_an_unavailable_mode(base_config: VoiceConf
             )
     finally:
         await manager.cleanup()
+
+
+def test_adaptive_rests_a_failing_mode_then_tries_it_again() -> None:
+    now = [0.0]
+    policy = AdaptivePolicy(max_failures=2, retry_after_seconds=30.0, now=lambda: now[0])
+    moshi = VoiceProcessingMode.MOSHI_ONLY
+    available: dict[VoiceProcessingMode, str | None] = {moshi: None, CASCADE: None}
+    small_talk = TurnFeatures.of("Hello there")
+    assert policy.choose("c", small_talk, available)[0] is moshi  # the fastest, for small talk
+    policy.record_failure("c", moshi)
+    assert policy.choose("c", small_talk, available)[0] is moshi  # one failure is not down
+    policy.record_failure("c", moshi)
+    chosen, why = policy.choose("c", small_talk, available)
+    assert chosen is CASCADE and "failed 2 times" in why["excluded"]["moshi_only"]
+    now[0] = 29.0
+    assert policy.choose("c", small_talk, available)[0] is CASCADE
+    now[0] = 31.0  # rested long enough: one turn tries it again
+    assert policy.choose("c", small_talk, available)[0] is moshi
+    policy.record_success("c", moshi, latency_ms=200.0, quality=0.8)
+    assert policy.stats[("c", moshi)].failures == 0

@@ -11,7 +11,7 @@ import contextlib
 import io
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,18 +36,6 @@ from coda.voice import (
 from tests.conftest import Say, Speak, free_port
 
 REPLY_SECONDS = 2.0
-
-
-@pytest.fixture(scope="session")
-def moshi_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("moshi")
-
-
-@pytest.fixture(scope="session")
-def moshi_server(moshi_dir: Path) -> Iterator[TinyMoshiServer]:
-    """The genuine Moshi server, started once for the session."""
-    with TinyMoshiServer(moshi_dir, free_port()) as server:
-        yield server
 
 
 @pytest.fixture(scope="session")

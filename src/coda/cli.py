@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from coda.voice import (
     LLMConfig,
+    MoshiConfig,
     VoiceConfig,
     VoiceManager,
     VoiceMessage,
@@ -29,6 +30,8 @@ TIMING_ORDER = (
     "llm_total",
     "tts_first_audio",
     "tts_total",
+    "moshi_first_audio",
+    "moshi_total",
     "first_audio",
     "total",
 )
@@ -69,7 +72,11 @@ def _config(args: argparse.Namespace) -> VoiceConfig:
     if args.llm != "auto" or args.llm_model or args.llm_url:
         llm = LLMConfig(provider=args.llm, model=args.llm_model, base_url=args.llm_url)
     return VoiceConfig(
-        llm=llm, store_path=args.store, model_cache_dir=args.models, log_level=args.log_level
+        llm=llm,
+        moshi=MoshiConfig(server_url=args.moshi_url),
+        store_path=args.store,
+        model_cache_dir=args.models,
+        log_level=args.log_level,
     )
 
 
@@ -101,6 +108,8 @@ async def _chat(args: argparse.Namespace) -> int:
         bars.close()
     stats = manager.get_stats()
     print(f"language model: {stats['llm_provider']} ({stats['llm_reason']})")
+    if stats["moshi_server"]:
+        print(f"moshi: {stats['moshi_server']}")
     conversation_id = args.conversation_id or f"chat-{int(time.time())}"
     mode = VoiceProcessingMode(args.mode) if args.mode else None
     failures = 0
@@ -115,7 +124,8 @@ async def _chat(args: argparse.Namespace) -> int:
                 print(f"  error: {type(exc).__name__}: {exc}")
                 continue
             print(f"  you:  {response.metadata['transcript']}")
-            print(f"  coda: {response.text_content}")
+            answered_by = response.processing_mode.value if response.processing_mode else "?"
+            print(f"  coda: {response.text_content}  [{answered_by}]")
             print(f"  time: {_format_timings(response.metadata['timings_ms'])}")
             if response.audio_data:
                 reply = out_dir / f"turn{index:02d}_reply.wav"
@@ -157,6 +167,12 @@ async def _bench(args: argparse.Namespace) -> int:
         reports = await run_latency_bench(_config(args), modes, args.turns)
         print(format_latency(reports))
         print(f"chart: {plot_latency(reports, args.chart)}")
+    elif args.bench == "moshi":
+        from coda.bench.moshi import format_moshi_bench, plot_moshi_bench, run_moshi_bench
+
+        frames = await run_moshi_bench(args.url, args.frames)
+        print(format_moshi_bench(frames))
+        print(f"chart: {plot_moshi_bench(frames, args.chart)}")
     return 0
 
 
@@ -169,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--llm", default="auto", choices=["auto", "llamacpp", "ollama", "openai"])
     parser.add_argument("--llm-model", help="model name (remote) or GGUF path (llamacpp)")
     parser.add_argument("--llm-url", help="server URL for ollama/openai")
+    parser.add_argument(
+        "--moshi-url", help="a Moshi server's chat websocket, e.g. ws://127.0.0.1:8998/api/chat"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     chat = commands.add_parser("chat", help="hold a spoken conversation from audio files")
@@ -191,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--modes", default="llm_enhanced,adaptive", help="comma-separated processing modes"
     )
     latency.add_argument("--chart", type=Path, default=Path("out/latency.png"), help="PNG chart")
+    moshi = benches.add_parser("moshi", help="Moshi client overhead and round trip per frame")
+    moshi.add_argument("--url", help="a Moshi server (default: start the tiny genuine one)")
+    moshi.add_argument("--frames", type=int, default=200, help="80 ms frames to measure")
+    moshi.add_argument("--chart", type=Path, default=Path("out/moshi.png"), help="PNG chart")
     return parser
 
 

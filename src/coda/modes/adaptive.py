@@ -11,6 +11,8 @@ exceeds ``max_latency_ms`` is chosen only if nothing else can answer.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +87,7 @@ class BackendStats:
     quality: float | None = None
     failures: int = 0
     turns: int = 0
+    failed_at: float | None = None
 
     def record(self, latency_ms: float, quality: float, smoothing: float) -> None:
         """Fold in a finished turn."""
@@ -119,11 +122,16 @@ class AdaptivePolicy:
         max_latency_ms: A mode measured slower than this is avoided.
         smoothing: Weight of the newest outcome in the running averages.
         max_failures: Consecutive failures after which a mode is treated as down.
+        retry_after_seconds: How long a mode that is down is left alone before one
+            turn tries it again (a restarted Moshi server comes back into use).
+        now: A monotonic clock in seconds.
     """
 
     max_latency_ms: float = 1000.0
     smoothing: float = 0.3
     max_failures: int = 2
+    retry_after_seconds: float = 30.0
+    now: Callable[[], float] = time.monotonic
     stats: dict[tuple[str, VoiceProcessingMode], BackendStats] = field(default_factory=dict)
 
     def _stats(self, conversation_id: str, mode: VoiceProcessingMode) -> BackendStats:
@@ -151,7 +159,7 @@ class AdaptivePolicy:
             stats = self._stats(conversation_id, mode)
             if why_not is not None:
                 excluded[mode.value] = why_not
-            elif stats.failures >= self.max_failures:
+            elif stats.failures >= self.max_failures and not self._due_for_retry(stats):
                 excluded[mode.value] = f"failed {stats.failures} times in a row"
             else:
                 usable.append(mode)
@@ -171,6 +179,11 @@ class AdaptivePolicy:
             + ("" if within else f" (none measured within {self.max_latency_ms:.0f} ms)"),
         }
         return chosen, explanation
+
+    def _due_for_retry(self, stats: BackendStats) -> bool:
+        return (
+            stats.failed_at is not None and self.now() - stats.failed_at >= self.retry_after_seconds
+        )
 
     def _fast_enough(self, conversation_id: str, mode: VoiceProcessingMode) -> bool:
         latency = self._stats(conversation_id, mode).latency_ms
@@ -204,4 +217,6 @@ class AdaptivePolicy:
 
     def record_failure(self, conversation_id: str, mode: VoiceProcessingMode) -> None:
         """Learn from a failed turn."""
-        self._stats(conversation_id, mode).failures += 1
+        stats = self._stats(conversation_id, mode)
+        stats.failures += 1
+        stats.failed_at = self.now()
