@@ -330,49 +330,76 @@ class VoiceEngine:
         commit: bool,
         known: Transcribed | None,
     ) -> AsyncIterator[TurnEvent | TurnOutcome]:
-        transcript = known or await self.transcribe(audio, text, clock)
-        yield transcript
-        available: dict[VoiceProcessingMode, str | None] = {
-            m: self.unavailable.get(m)
-            for m in VoiceProcessingMode
-            if m is not VoiceProcessingMode.ADAPTIVE
-        }
-        if audio is None and available[VoiceProcessingMode.MOSHI_ONLY] is None:
-            available[VoiceProcessingMode.MOSHI_ONLY] = SPEECH_NEEDED
-        decision = decide(
-            requested,
-            available,
-            self.policy,
-            state.conversation_id,
-            transcript.text,
-            self.config.allow_mode_fallback,
-        )
-        request = TurnRequest(
-            transcript.text,
-            tuple(state.turns),
-            (context or {}).get("system_context"),
-            audio=audio,
-            audio_rate=self.stt.sample_rate if self.stt else FRONT_END_RATE,
-        )
-        while True:
-            pieces: list[np.ndarray] = []
-            finished: TurnFinished | None = None
-            attempt = clock.child()
-            try:
-                async for event in self.responders[decision.chosen].respond(request, attempt):
-                    if isinstance(event, TurnFinished):
-                        finished = event
-                        continue
-                    if isinstance(event, SpokenPiece):
-                        pieces.append(event.audio.samples)
-                    yield event
-                break
-            except VoiceProcessingError as exc:
-                self.policy.record_failure(state.conversation_id, decision.chosen)
-                if not self._may_fall_back(decision, exc):
-                    raise
-                log.warning("%s failed, the cascade answers: %s", decision.chosen.value, exc)
-                decision = decision.fallen_back(f"{decision.chosen.value} failed: {exc}")
+        # Moshi listens to the audio itself: when it is asked for, it starts at once
+        # and recognition (for the stored turn) runs beside it.
+        asr: asyncio.Task[Transcribed] | None = None
+        transcript: Transcribed | None = known
+        if (
+            transcript is None
+            and audio is not None
+            and requested is VoiceProcessingMode.MOSHI_ONLY
+            and VoiceProcessingMode.MOSHI_ONLY not in self.unavailable
+        ):
+            asr = asyncio.create_task(self.transcribe(audio, text, clock))
+        else:
+            transcript = transcript or await self.transcribe(audio, text, clock)
+            yield transcript
+        try:
+            available: dict[VoiceProcessingMode, str | None] = {
+                m: self.unavailable.get(m)
+                for m in VoiceProcessingMode
+                if m is not VoiceProcessingMode.ADAPTIVE
+            }
+            if audio is None and available[VoiceProcessingMode.MOSHI_ONLY] is None:
+                available[VoiceProcessingMode.MOSHI_ONLY] = SPEECH_NEEDED
+            words = transcript.text if transcript else ""
+            decision = decide(
+                requested,
+                available,
+                self.policy,
+                state.conversation_id,
+                words,
+                self.config.allow_mode_fallback,
+            )
+            request = TurnRequest(
+                words,
+                tuple(state.turns),
+                (context or {}).get("system_context"),
+                audio=audio,
+                audio_rate=self.stt.sample_rate if self.stt else FRONT_END_RATE,
+            )
+            while True:
+                pieces: list[np.ndarray] = []
+                finished: TurnFinished | None = None
+                attempt = clock.child()
+                try:
+                    async for event in self.responders[decision.chosen].respond(request, attempt):
+                        if isinstance(event, TurnFinished):
+                            finished = event
+                            continue
+                        if isinstance(event, SpokenPiece):
+                            pieces.append(event.audio.samples)
+                        yield event
+                    break
+                except VoiceProcessingError as exc:
+                    self.policy.record_failure(state.conversation_id, decision.chosen)
+                    if not self._may_fall_back(decision, exc):
+                        raise
+                    log.warning("%s failed, the cascade answers: %s", decision.chosen.value, exc)
+                    decision = decision.fallen_back(f"{decision.chosen.value} failed: {exc}")
+                    if asr is not None:  # the cascade needs the words
+                        transcript, asr = await asr, None
+                        yield transcript
+                        request = replace(request, text=transcript.text)
+            if asr is not None:
+                transcript, asr = await asr, None
+                yield transcript
+        finally:
+            if asr is not None:
+                asr.cancel()
+                with contextlib.suppress(asyncio.CancelledError, VoiceProcessingError):
+                    await asr
+        assert transcript is not None
         assert finished is not None
         clock.marks.update(attempt.marks)
         finished.timings_ms = {**clock.marks, **finished.timings_ms}
