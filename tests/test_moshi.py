@@ -173,6 +173,31 @@ async def test_server_killed_mid_reply(moshi_dir: Path, say: Say) -> None:
         victim.stop()
 
 
+async def test_server_that_stops_answering_times_out(moshi_dir: Path, say: Say) -> None:
+    """A hung server (process stopped, socket open): a timed error, not a hang."""
+    victim = TinyMoshiServer(moshi_dir, free_port())
+    victim.start()
+    try:
+        moshi = MoshiSpeechToSpeech(
+            MoshiConfig(server_url=victim.url, max_response_seconds=30, receive_timeout_seconds=1)
+        )
+        before = asyncio.all_tasks()
+        received = 0
+        started = 0.0
+        with pytest.raises(MoshiConnectionError, match="sent nothing for 1 s"):
+            async for item in moshi.respond(await say("Tell me a long story."), 16000):
+                if not isinstance(item, str):
+                    received += 1
+                    if received == 3:
+                        victim.freeze()
+                        started = time.perf_counter()
+        assert 0.9 <= time.perf_counter() - started <= 3.0
+        await asyncio.sleep(0)
+        assert asyncio.all_tasks() <= before | {asyncio.current_task()}
+    finally:
+        victim.stop()
+
+
 async def test_moshi_down_adaptive_falls_back_to_the_cascade(
     moshi_manager: VoiceManager,
     moshi_config: MoshiConfig,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -102,11 +103,22 @@ class TinyMoshiServer:
             self._process.kill()
             self._process.wait()
 
+    def freeze(self) -> None:
+        """Stop the server process (SIGSTOP): its sockets stay open but nothing answers."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Resume a frozen server (SIGCONT)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Terminate the server and wait for it."""
         if self._process is None:
             return
         if self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)  # a frozen server cannot terminate
             self._process.terminate()
             try:
                 self._process.wait(10)

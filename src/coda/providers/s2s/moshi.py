@@ -23,7 +23,7 @@ from coda.core.errors import MoshiConnectionError
 from coda.core.provider_config import MoshiConfig
 from coda.providers.base import SpeechAudio
 from coda.providers.s2s import moshi_protocol as protocol
-from coda.providers.s2s.moshi_session import MoshiAudio, MoshiSession, MoshiText
+from coda.providers.s2s.moshi_session import MoshiAudio, MoshiOutput, MoshiSession, MoshiText
 
 FRAME = protocol.FRAME_SAMPLES
 
@@ -91,7 +91,7 @@ class MoshiSpeechToSpeech:
     async def _feed(
         self, session: MoshiSession, user: np.ndarray, reply: ReplyState, progress: asyncio.Event
     ) -> None:
-        window = max(1, self.config.flow_window_frames)
+        window = self.config.flow_window_frames
         reply_frames = int(self.config.max_response_seconds * protocol.SAMPLE_RATE) // FRAME
         limit = len(user) // FRAME + reply_frames + window + 2
         silence = np.zeros(FRAME, np.float32)
@@ -116,24 +116,7 @@ class MoshiSpeechToSpeech:
         end_silence = int(config.reply_silence_seconds * protocol.SAMPLE_RATE)
         threshold = 10 ** (config.silence_dbfs / 20)
         while reply.finish_reason is None:
-            receive = asyncio.ensure_future(session.receive())
-            # A sender that has finished its frames is no reason to stop waiting.
-            watched = {receive} if sender.done() and not sender.exception() else {receive, sender}
-            done, _ = await asyncio.wait(
-                watched,
-                timeout=config.receive_timeout_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if receive not in done:
-                receive.cancel()
-                with contextlib.suppress(asyncio.CancelledError, MoshiConnectionError):
-                    await receive
-                if sender in done and sender.exception() is not None:
-                    raise sender.exception()  # type: ignore[misc]
-                raise MoshiConnectionError(
-                    f"Moshi sent nothing for {config.receive_timeout_seconds:g} s"
-                )
-            output = receive.result()
+            output = await self._next_output(session, sender)
             if output is None:
                 reply.finish_reason = "closed"
             elif isinstance(output, MoshiText):
@@ -145,6 +128,34 @@ class MoshiSpeechToSpeech:
                 progress.set()
                 if pcm.size and self._advance(reply, pcm, threshold, end_silence, max_samples):
                     yield SpeechAudio(pcm, protocol.SAMPLE_RATE)
+
+    async def _next_output(
+        self, session: MoshiSession, sender: asyncio.Task[None]
+    ) -> MoshiOutput | None:
+        """Moshi's next output, failing early if the sender failed.
+
+        Raises:
+            MoshiConnectionError: If sending failed, or nothing came in time.
+        """
+        timeout = self.config.receive_timeout_seconds
+        receive = asyncio.ensure_future(session.receive())
+        try:
+            while not receive.done():
+                # A sender that has sent all its frames is no reason to stop waiting.
+                watched = {receive} if sender.done() else {receive, sender}
+                done, _ = await asyncio.wait(
+                    watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    raise MoshiConnectionError(f"Moshi sent nothing for {timeout:g} s")
+                if sender in done and (error := sender.exception()) is not None:
+                    raise error
+        finally:
+            if not receive.done():
+                receive.cancel()
+                with contextlib.suppress(asyncio.CancelledError, MoshiConnectionError):
+                    await receive
+        return receive.result()
 
     @staticmethod
     def _reply_part(pcm: np.ndarray, reply: ReplyState) -> np.ndarray:

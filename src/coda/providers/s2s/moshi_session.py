@@ -109,7 +109,10 @@ class MoshiSession:
         url = session_url(config)
         try:
             ws = await asyncio.wait_for(
-                connect(url, max_size=None, open_timeout=None, ping_interval=None),
+                # A hung server must not hold up closing: abort after half a second.
+                connect(
+                    url, max_size=None, open_timeout=None, ping_interval=None, close_timeout=0.5
+                ),
                 config.connect_timeout_seconds,
             )
         except TimeoutError:
@@ -127,7 +130,7 @@ class MoshiSession:
             )
         except BaseException as exc:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 1.0)
+                await ws.close()
             if isinstance(exc, TimeoutError):
                 raise MoshiConnectionError(
                     f"no handshake from the Moshi server at {config.server_url} within "
@@ -214,7 +217,7 @@ class MoshiSession:
             return
         self._closed = True
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._ws.close(), 2.0)
+            await self._ws.close()
 
 
 async def _recv(ws: ClientConnection) -> bytes:
