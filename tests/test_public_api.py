@@ -268,14 +268,7 @@ def test_unknown_llm_provider_is_a_configuration_error() -> None:
         voice.VoiceManager(voice.VoiceConfig(llm=voice.LLMConfig(provider="gpt-magic")))
 
 
-async def test_integrations_say_what_is_missing() -> None:
-    message = voice.VoiceMessage("c", b"", text_content="hi")
-    memory = voice.VoiceMemoryIntegration(None, voice.VoiceMemoryConfig())
-    with pytest.raises(NotImplementedError, match=r"issue #6"):
-        await memory.enhance_voice_context(message)
-    sync = voice.VoiceConversationSync(None, voice.VoiceConversationSyncConfig())
-    with pytest.raises(NotImplementedError, match=r"issue #6"):
-        sync.add_event_handler(voice.SyncEventType.VOICE_MESSAGE_ADDED, lambda *a: None)
+async def test_processor_needs_start_before_integrations() -> None:
     processor = voice.VoiceProcessor()
-    with pytest.raises(NotImplementedError, match=r"issue #6"):
-        await processor.process_with_integrations(message)
+    with pytest.raises(voice.VoiceInitializationError, match="initialize"):
+        await processor.process_with_integrations(voice.VoiceMessage("c", b"", text_content="hi"))

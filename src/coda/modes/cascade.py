@@ -68,8 +68,10 @@ class CascadeResponder:
         )
         generation = GenerationRequest(
             messages,
-            max_tokens=self._llm_config.max_tokens,
-            temperature=self._llm_config.temperature,
+            max_tokens=request.max_tokens or self._llm_config.max_tokens,
+            temperature=(
+                self._llm_config.temperature if request.temperature is None else request.temperature
+            ),
             top_p=self._llm_config.top_p,
             seed=self._llm_config.seed,
         )

@@ -18,12 +18,15 @@ def build_messages(
 
     Older turns are dropped first; the system prompt always stays. The messages
     of earlier turns render identically every time, so the LLM's cached prefix
-    stays valid from one turn to the next.
+    stays valid from one turn to the next; for the same reason this turn's
+    ``extra_context`` (memories, tool results) goes in a system message just
+    before the user's words, not into the opening system prompt.
     """
-    system = system_prompt if not extra_context else f"{system_prompt}\n\n{extra_context}"
-    messages = [LLMMessage("system", system)]
+    messages = [LLMMessage("system", system_prompt)]
     for turn in list(history)[-max_turns:] if max_turns > 0 else []:
         messages.append(LLMMessage("user", turn.user_text))
         messages.append(LLMMessage("assistant", turn.assistant_text))
+    if extra_context:
+        messages.append(LLMMessage("system", extra_context))
     messages.append(LLMMessage("user", user_text))
     return messages

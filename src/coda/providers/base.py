@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -58,13 +58,18 @@ class GenerationStats:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One chat completion request."""
+    """One chat completion request.
+
+    ``json_schema`` constrains the reply to JSON matching the schema (grammar-
+    constrained decoding where the engine supports it).
+    """
 
     messages: Sequence[LLMMessage]
     max_tokens: int
     temperature: float
     top_p: float
     seed: int | None = None
+    json_schema: dict[str, Any] | None = None
 
 
 @runtime_checkable
@@ -94,8 +99,8 @@ class TextToSpeech(Protocol):
     async def load(self) -> None:
         """Load the voice (once)."""
 
-    async def synthesize(self, text: str) -> SpeechAudio:
-        """Speak ``text``."""
+    async def synthesize(self, text: str, speaking_rate: float = 1.0) -> SpeechAudio:
+        """Speak ``text``, ``speaking_rate`` times faster than the voice's own pace."""
         ...
 
     async def close(self) -> None:

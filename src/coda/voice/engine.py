@@ -42,7 +42,7 @@ from coda.modes.clock import TurnClock
 from coda.modes.events import SpokenPiece, Transcribed, TurnEvent, TurnFinished
 from coda.modes.hybrid import HybridResponder
 from coda.modes.moshi import SPEECH_NEEDED, MoshiResponder
-from coda.modes.responder import Responder, TurnRequest
+from coda.modes.responder import BeforeReply, Responder, TurnPlan, TurnRequest
 from coda.modes.selection import (
     HYBRID_MISSING,
     MOSHI_DISABLED,
@@ -353,6 +353,7 @@ class VoiceEngine:
             if audio is None and available[VoiceProcessingMode.MOSHI_ONLY] is None:
                 available[VoiceProcessingMode.MOSHI_ONLY] = SPEECH_NEEDED
             words = transcript.text if transcript else ""
+            plan = await self._plan(context, words, state) if transcript else TurnPlan()
             decision = decide(
                 requested,
                 available,
@@ -361,12 +362,15 @@ class VoiceEngine:
                 words,
                 self.config.allow_mode_fallback,
             )
+            extra = [c for c in ((context or {}).get("system_context"), plan.extra_context) if c]
             request = TurnRequest(
                 words,
                 tuple(state.turns),
-                (context or {}).get("system_context"),
+                "\n\n".join(extra) or None,
                 audio=audio,
                 audio_rate=self.stt.sample_rate if self.stt else FRONT_END_RATE,
+                max_tokens=plan.max_tokens or (context or {}).get("max_tokens"),
+                temperature=(context or {}).get("temperature"),
             )
             while True:
                 pieces: list[np.ndarray] = []
@@ -414,6 +418,7 @@ class VoiceEngine:
             self._engine_info(decision.chosen),
         )
         outcome.metadata["message_id"] = message_id
+        outcome.metadata.update(plan.metadata)
         if commit:
             await self.commit(
                 state, outcome.user_text, outcome.reply_text, outcome.mode, outcome.metadata
@@ -425,6 +430,14 @@ class VoiceEngine:
             float(np.mean([outcome.scores["relevance_score"], outcome.scores["coherence_score"]])),
         )
         yield outcome
+
+    @staticmethod
+    async def _plan(
+        context: dict[str, Any] | None, words: str, state: ConversationState
+    ) -> TurnPlan:
+        """The integrations' part of the turn (``context["before_reply"]``), if any."""
+        hook: BeforeReply | None = (context or {}).get("before_reply")
+        return await hook(words, state) if hook is not None else TurnPlan()
 
     def _may_fall_back(self, decision: ModeDecision, error: VoiceProcessingError) -> bool:
         """Moshi went down mid-turn: the cascade may answer unless Moshi was required."""

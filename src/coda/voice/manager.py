@@ -75,8 +75,9 @@ class VoiceManager(VoiceManagerInterface):
         Args:
             voice_message: The voice message to process.
             mode: Processing mode (adaptive, moshi_only, llm_enhanced, hybrid).
-            context: Additional context; ``context["system_context"]`` is added
-                to the system prompt.
+            context: Additional context: ``system_context`` (text for the LLM),
+                ``max_tokens`` and ``temperature`` (this turn's limits), and
+                ``before_reply`` (the integrations' hook, see ``TurnPlan``).
 
         Returns:
             VoiceResponse with WAV audio, the reply text, timings and scores.

@@ -7,6 +7,12 @@ from dataclasses import replace
 from typing import Any
 
 from coda.core.config import AudioConfig, MoshiConfig, VoiceConfig, VoiceProcessingConfig
+from coda.core.integration_config import (
+    VoiceConversationSyncConfig,
+    VoiceMemoryConfig,
+    VoicePersonalityConfig,
+    VoiceToolsConfig,
+)
 from coda.core.models import (
     ConversationState,
     VoiceMessage,
@@ -14,14 +20,10 @@ from coda.core.models import (
     VoiceResponse,
     VoiceStreamChunk,
 )
+from coda.integrations.assembly import build_integrations
+from coda.integrations.pipeline import Integrations
 from coda.voice.engine import Progress
 from coda.voice.manager import VoiceManager
-
-INTEGRATIONS_MISSING = (
-    "process_with_integrations: the memory, personality and tools integrations are not "
-    "implemented yet (issue #6); call it with include_memory=include_personality="
-    "include_tools=False, or use process_voice_message"
-)
 
 
 def voice_config_from(
@@ -56,22 +58,46 @@ class VoiceProcessor:
         config: Processing settings (None: the defaults).
         voice_config: Provider, storage and audio settings the processing config
             does not cover (None: the development config).
+        memory_config: Memory integration settings.
+        personality_config: Personality integration settings.
+        tools_config: Tools integration settings.
+        sync_config: Conversation sync settings.
     """
 
     def __init__(
         self,
         config: VoiceProcessingConfig | None = None,
         voice_config: VoiceConfig | None = None,
+        *,
+        memory_config: VoiceMemoryConfig | None = None,
+        personality_config: VoicePersonalityConfig | None = None,
+        tools_config: VoiceToolsConfig | None = None,
+        sync_config: VoiceConversationSyncConfig | None = None,
     ) -> None:
         self.config = config or VoiceProcessingConfig()
         self.manager = VoiceManager(voice_config_from(self.config, voice_config))
+        self.memory_config = memory_config or VoiceMemoryConfig()
+        self.personality_config = personality_config or VoicePersonalityConfig()
+        self.tools_config = tools_config or VoiceToolsConfig()
+        self.sync_config = sync_config or VoiceConversationSyncConfig()
+        self.integrations = Integrations()
 
     async def start(self, progress: Progress | None = None) -> None:
-        """Load the models (``VoiceManager.initialize``)."""
+        """Load the models (``VoiceManager.initialize``) and open the integrations."""
         await self.manager.initialize(progress)
+        self.integrations = build_integrations(
+            self.manager,
+            self.config,
+            self.memory_config,
+            self.personality_config,
+            self.tools_config,
+            self.sync_config,
+        )
 
     async def stop(self) -> None:
-        """Free everything (``VoiceManager.cleanup``)."""
+        """Free everything (``VoiceManager.cleanup``) and close the integrations."""
+        await self.integrations.close()
+        self.integrations = Integrations()
         await self.manager.cleanup()
 
     async def process_voice_message(
@@ -95,15 +121,25 @@ class VoiceProcessor:
         include_memory: bool = True,
         include_personality: bool = True,
         include_tools: bool = True,
+        user_feedback: dict[str, Any] | None = None,
     ) -> VoiceResponse:
         """Answer one message with memory, personality and tools wired in.
 
-        Raises:
-            NotImplementedError: While the integrations are not implemented (issue #6).
+        Relevant memories, the personality's style and any tool results reach the
+        LLM before it answers; afterwards the reply is adapted to the personality,
+        what the user said is learned (memories, traits, with ``user_feedback``
+        about the previous reply if given), and the turn is synced. Integrations
+        disabled in the ``VoiceProcessingConfig`` are skipped.
         """
-        if include_memory or include_personality or include_tools:
-            raise NotImplementedError(INTEGRATIONS_MISSING)
-        return await self.manager.process_voice_message(voice_message)
+        self.manager.engine.require_ready()
+        return await self.integrations.respond(
+            self.manager,
+            voice_message,
+            include_memory=include_memory,
+            include_personality=include_personality,
+            include_tools=include_tools,
+            user_feedback=user_feedback,
+        )
 
     async def start_conversation(self, conversation_id: str) -> ConversationState:
         """Start a conversation."""

@@ -69,6 +69,11 @@ class LlamaCppLLM:
                 top_p=request.top_p,
                 seed=request.seed,
                 stream=True,
+                response_format=(
+                    {"type": "json_object", "schema": request.json_schema}
+                    if request.json_schema
+                    else None
+                ),
             )
             stats.extra["kv_tokens_before"] = cached_before
             count = 0

@@ -82,6 +82,7 @@ class OllamaLLM:
                 messages=[m.as_dict() for m in request.messages],
                 stream=True,
                 options=options,
+                format=request.json_schema,
             )
             async for part in parts:
                 if part.message and part.message.content:

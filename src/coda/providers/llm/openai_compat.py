@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from coda.core.config import LLMConfig
 from coda.core.errors import LLMIntegrationError
@@ -54,9 +54,14 @@ class OpenAICompatLLM:
         self, request: GenerationRequest, stats: GenerationStats
     ) -> AsyncIterator[str]:
         """Stream the reply's text deltas."""
-        from openai import OpenAIError
+        from openai import NOT_GIVEN, OpenAIError
 
         messages = cast("list[ChatCompletionMessageParam]", [m.as_dict() for m in request.messages])
+        response_format: Any = (
+            {"type": "json_schema", "json_schema": {"name": "reply", "schema": request.json_schema}}
+            if request.json_schema
+            else NOT_GIVEN
+        )
         try:
             response = await self._client.chat.completions.create(
                 model=self.model,
@@ -66,6 +71,7 @@ class OpenAICompatLLM:
                 top_p=request.top_p,
                 seed=request.seed,
                 stream=True,
+                response_format=response_format,
             )
             count = 0
             async for chunk in response:

@@ -27,16 +27,16 @@ class CachedTTS:
         """Load the wrapped provider."""
         await self.inner.load()
 
-    async def synthesize(self, text: str) -> SpeechAudio:
-        """Cached audio for ``text``, synthesizing it on a miss."""
-        key = " ".join(text.split())
+    async def synthesize(self, text: str, speaking_rate: float = 1.0) -> SpeechAudio:
+        """Cached audio for ``text`` at ``speaking_rate``, synthesizing it on a miss."""
+        key = f"{speaking_rate:.3f}:" + " ".join(text.split())
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             self.hits += 1
             return cached
         self.misses += 1
-        audio = await self.inner.synthesize(text)
+        audio = await self.inner.synthesize(text, speaking_rate)
         self._cache[key] = audio
         if len(self._cache) > self._max:
             self._cache.popitem(last=False)

@@ -49,18 +49,22 @@ class PiperTTS:
         except (OSError, ValueError, RuntimeError) as exc:
             raise VoiceInitializationError(f"Piper voice failed to load: {exc}") from exc
 
-    async def synthesize(self, text: str) -> SpeechAudio:
-        """Speak ``text``; raises AudioProcessingError if it holds nothing to say."""
+    async def synthesize(self, text: str, speaking_rate: float = 1.0) -> SpeechAudio:
+        """Speak ``text``, ``speaking_rate`` times the configured rate.
+
+        Raises:
+            AudioProcessingError: If ``text`` holds nothing to say.
+        """
         if self._voice is None:
             raise AudioProcessingError("speech synthesis is not loaded: call initialize()")
-        return await self._worker.run(self._synthesize, text)
+        return await self._worker.run(self._synthesize, text, speaking_rate)
 
-    def _synthesize(self, text: str) -> SpeechAudio:
+    def _synthesize(self, text: str, speaking_rate: float) -> SpeechAudio:
         from piper import SynthesisConfig
 
         settings = self._config
         config = SynthesisConfig(
-            length_scale=1.0 / settings.speaking_rate,
+            length_scale=1.0 / (settings.speaking_rate * speaking_rate),
             noise_scale=settings.noise_scale,
             noise_w_scale=settings.noise_w_scale,
             volume=settings.volume,

@@ -1,0 +1,1 @@
+"""The spec's integrations, one module each; ``coda.voice`` exports them."""

@@ -1,0 +1,159 @@
+"""``VoicePersonalityIntegration``: traits in the prompt, replies shaped, traits learned."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from coda.audio.encode import encode_wav
+from coda.core.config import default_data_dir
+from coda.core.integration_config import VoicePersonalityConfig
+from coda.core.models import ConversationState, VoiceMessage, VoiceResponse
+from coda.integrations.memory import user_words
+from coda.modes.sentences import split_sentences
+from coda.personality.store import PersonalityStore
+from coda.personality.traits import (
+    EXPLICIT_STEPS,
+    IMPLICIT_STEPS,
+    INTERRUPTION_STEPS,
+    Traits,
+    explicit_changes,
+    signals_in,
+)
+from coda.providers.base import TextToSpeech
+
+
+class VoicePersonalityIntegration:
+    """Integrates voice processing with the personality system.
+
+    Args:
+        personality_manager: Where traits persist (default: SQLite in Coda's data folder).
+        config: Injection, adaptation and learning settings.
+        tts: The voice used to re-speak a reply that adaptation shortened or re-paced.
+    """
+
+    def __init__(
+        self,
+        personality_manager: PersonalityStore | None = None,
+        config: VoicePersonalityConfig | None = None,
+        tts: TextToSpeech | None = None,
+    ) -> None:
+        self.personality_manager = personality_manager or PersonalityStore(
+            default_data_dir() / "personality.sqlite3"
+        )
+        self.config = config or VoicePersonalityConfig()
+        self.tts = tts
+
+    @staticmethod
+    def scope(message: VoiceMessage) -> str:
+        """Whose personality: one per speaker."""
+        return f"user:{message.speaker}"
+
+    async def traits(self, message: VoiceMessage) -> Traits:
+        """The current traits for the message's speaker."""
+        return await self.personality_manager.load(self.scope(message))
+
+    async def enhance_voice_context(
+        self, voice_message: VoiceMessage, conversation_state: ConversationState | None = None
+    ) -> dict[str, Any]:
+        """The traits, their instructions for the prompt, and the reply's token cap.
+
+        Returns:
+            ``{"personality": {...}, "system_context": str | None, "max_tokens": int}``.
+        """
+        traits = await self.traits(voice_message)
+        return {
+            "personality": traits.as_dict(),
+            "system_context": traits.instructions()
+            if self.config.enable_personality_injection
+            else None,
+            "max_tokens": traits.max_tokens,
+        }
+
+    async def adapt_voice_response(
+        self,
+        voice_response: VoiceResponse,
+        voice_message: VoiceMessage,
+        conversation_state: ConversationState | None = None,
+    ) -> VoiceResponse:
+        """Shape a reply to the traits: at most ``max_sentences``, spoken at ``pace``.
+
+        A reply over its sentence budget is cut at a sentence boundary and spoken
+        again. The speaking rate is ``voice_engagement_factor ** (2 × pace − 1)``; the
+        volume is scaled by ``voice_confidence_factor ** (2 × confidence − 1)``, so a
+        confident reply is a little louder and an unsure one a little quieter
+        (never clipping).
+        """
+        if not self.config.enable_response_adaptation:
+            return voice_response
+        traits = await self.traits(voice_message)
+        sentences = split_sentences(voice_response.text_content)
+        text = voice_response.text_content
+        trimmed = len(sentences) > traits.max_sentences
+        if trimmed:
+            text = " ".join(sentences[: traits.max_sentences])
+        rate = self.config.voice_engagement_factor ** (2 * traits.pace - 1)
+        confidence = voice_response.confidence_score
+        confidence = 0.5 if confidence is None else confidence
+        gain = self.config.voice_confidence_factor ** (2 * confidence - 1)
+        audio = voice_response.audio_data
+        if audio and self.tts is not None and (trimmed or abs(rate - 1.0) > 0.01):
+            speech = await self.tts.synthesize(text, speaking_rate=rate)
+            samples, sample_rate = speech.samples, speech.sample_rate
+        elif audio:
+            samples, sample_rate = await asyncio.to_thread(
+                sf.read, io.BytesIO(audio), dtype="float32"
+            )
+        else:
+            samples, sample_rate = np.zeros(0, np.float32), 0
+        if samples.size:
+            peak = float(np.max(np.abs(samples))) or 1.0
+            samples = samples * min(gain, 0.98 / peak)
+            audio = encode_wav(samples.astype(np.float32), sample_rate)
+        adapted = {
+            "traits": traits.as_dict(),
+            "trimmed_sentences": len(sentences) - traits.max_sentences if trimmed else 0,
+            "speaking_rate": round(rate, 3),
+            "volume_gain": round(gain, 3),
+        }
+        return dataclasses.replace(
+            voice_response,
+            text_content=text,
+            audio_data=audio,
+            metadata={**voice_response.metadata, "personality": adapted},
+        )
+
+    async def learn_from_voice_interaction(
+        self,
+        voice_message: VoiceMessage,
+        voice_response: VoiceResponse,
+        conversation_state: ConversationState | None = None,
+        user_feedback: dict[str, Any] | None = None,
+    ) -> None:
+        """Move traits by explicit feedback, requests in the user's words, and interruptions.
+
+        Steps are multiples of ``adjustment_sensitivity``: explicit feedback 4,
+        the user's own words 2, an interruption 1. Traits persist at once.
+        """
+        if not self.config.enable_personality_learning:
+            return
+        step = self.config.adjustment_sensitivity
+        changes = [(t, d, EXPLICIT_STEPS) for t, d in explicit_changes(user_feedback or {})]
+        changes += [(t, d, IMPLICIT_STEPS) for t, d in signals_in(user_words(voice_message))]
+        if voice_response.metadata.get("interrupted"):
+            changes.append(("verbosity", -1.0, INTERRUPTION_STEPS))
+        if not changes:
+            return
+        traits = await self.traits(voice_message)
+        for trait, direction, steps in changes:
+            traits.nudge(trait, direction, steps * step)
+        await self.personality_manager.save(self.scope(voice_message), traits)
+
+    async def close(self) -> None:
+        """Close the trait store."""
+        await self.personality_manager.close()

@@ -1,0 +1,268 @@
+"""``VoiceToolsIntegration``: pick the tool a turn needs, call it, and say the answer.
+
+Ranking: a tool whose keywords occur in the user's words scores 0.6 plus up to
+0.4 for the meaning of its description (MiniLM cosine); without a keyword, the
+meaning alone scores up to 0.8. Tools at or above ``tool_relevance_threshold``
+are offered to the LLM, which must answer with JSON matching a schema that
+allows only those tools and their parameters (grammar-constrained decoding on
+llama.cpp, ``format`` on Ollama, ``json_schema`` on OpenAI-compatible servers),
+or "none". The arguments are validated against the tool's schema and the tool
+runs with its timeout. Results, failures included, go back to the LLM as
+context, so a failing tool yields a spoken apology, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+
+from coda.core.config import LLMConfig
+from coda.core.errors import LLMIntegrationError
+from coda.core.integration_config import VoiceToolsConfig
+from coda.core.models import (
+    ConversationState,
+    LLMMessage,
+    ToolResult,
+    VoiceMessage,
+    VoiceResponse,
+)
+from coda.integrations.memory import user_words
+from coda.memory.embedder import MiniLMEmbedder
+from coda.providers.base import GenerationRequest, GenerationStats, LanguageModel
+from coda.tools.registry import Tool, ToolRegistry
+
+log = logging.getLogger(__name__)
+
+KEYWORD_SCORE = 0.6
+MEANING_WEIGHT_WITH_KEYWORD = 0.4
+MEANING_WEIGHT_ALONE = 0.8
+_PLANNER_PROMPT = (
+    "You choose the tool that answers the user's request and fill in its arguments. "
+    'Reply with JSON only. If no tool is needed, choose "none".\nTools:\n{tools}'
+)
+
+
+Answer = Callable[[VoiceMessage, str, str], Awaitable[VoiceResponse]]
+"""``(message, words, extra_context) -> VoiceResponse``."""
+
+
+def _meaning(cosine: float) -> float:
+    return min(1.0, max(0.0, (cosine - 0.1) / 0.5))
+
+
+def call_schema(tools: list[Tool]) -> dict[str, Any]:
+    """JSON Schema of a reply that calls one of ``tools`` (or none)."""
+    options: list[dict[str, Any]] = [
+        {
+            "type": "object",
+            "properties": {"tool": {"const": tool.name}, "arguments": tool.parameters},
+            "required": ["tool", "arguments"],
+        }
+        for tool in tools
+    ]
+    options.append(
+        {"type": "object", "properties": {"tool": {"const": "none"}}, "required": ["tool"]}
+    )
+    return {"anyOf": options}
+
+
+def results_context(results: list[ToolResult]) -> str:
+    """Tool results as context for the spoken answer."""
+    lines = []
+    for result in results:
+        if result.success:
+            said = result.result.get("text") if isinstance(result.result, dict) else None
+            lines.append(
+                f"Result of the {result.tool_name} tool: "
+                + (said or json.dumps(result.result, default=str))
+            )
+        else:
+            lines.append(
+                f"The {result.tool_name} tool failed ({result.error}). Say briefly that you "
+                "could not do it, and do not make up a result."
+            )
+    return "\n".join(lines) + "\nAnswer the user with these results, in plain words."
+
+
+class VoiceToolsIntegration:
+    """Integrates voice processing with the tools system.
+
+    Args:
+        tools_manager: The tool registry (default: the built-in tools).
+        config: Ranking and execution settings.
+        llm: The language model that chooses calls (required to call tools).
+        embedder: Sentence embeddings for ranking (default: MiniLM).
+        llm_config: Seed for the planner's call.
+        answer: Speaks an answer to the user's words with extra context
+            (``process_function_calls`` uses it to say a tool's result).
+    """
+
+    def __init__(
+        self,
+        tools_manager: ToolRegistry | None = None,
+        config: VoiceToolsConfig | None = None,
+        llm: LanguageModel | None = None,
+        embedder: MiniLMEmbedder | None = None,
+        llm_config: LLMConfig | None = None,
+        answer: Answer | None = None,
+    ) -> None:
+        from coda.tools.builtin import default_registry
+
+        self.tools_manager = tools_manager or default_registry()
+        self.config = config or VoiceToolsConfig()
+        self.llm = llm
+        self.embedder = embedder or MiniLMEmbedder()
+        self.llm_config = llm_config or LLMConfig(provider="auto")
+        self.answer = answer
+        self._descriptions: tuple[list[str], np.ndarray] | None = None
+        self.stats = {"suggested": 0, "planned": 0, "called": 0, "failed": 0, "invalid": 0}
+
+    async def _description_vectors(self) -> tuple[list[str], np.ndarray]:
+        names = [t.name for t in self.tools_manager.tools]
+        if self._descriptions is None or self._descriptions[0] != names:
+            texts = [
+                f"{t.name.replace('_', ' ')}: {t.description}" for t in self.tools_manager.tools
+            ]
+            self._descriptions = (names, await self.embedder.embed(texts))
+        return self._descriptions
+
+    async def rank(self, words: str) -> list[dict[str, Any]]:
+        """Every tool with its relevance to ``words``, most relevant first."""
+        if not words.strip():
+            return []
+        names, vectors = await self._description_vectors()
+        (query,) = await self.embedder.embed([words])
+        lowered = words.lower()
+        ranked: list[dict[str, Any]] = []
+        for name, cosine in zip(names, vectors @ query, strict=True):
+            tool = self.tools_manager.get(name)
+            assert tool is not None
+            hit = any(re.search(rf"\b{re.escape(k.lower())}\b", lowered) for k in tool.keywords)
+            meaning = _meaning(float(cosine))
+            score = (
+                KEYWORD_SCORE + MEANING_WEIGHT_WITH_KEYWORD * meaning
+                if hit
+                else MEANING_WEIGHT_ALONE * meaning
+            )
+            ranked.append({"name": name, "relevance": round(score, 3), "keyword": hit})
+        ranked.sort(key=lambda t: t["relevance"], reverse=True)
+        return ranked
+
+    async def get_tool_suggestions(
+        self, voice_message: VoiceMessage, conversation_state: ConversationState | None = None
+    ) -> list[dict[str, Any]]:
+        """Tools relevant to the message (≥ threshold, at most ``max_tools_in_context``).
+
+        Each suggestion has the tool's name, relevance, description and parameters.
+        """
+        return await self.suggest(user_words(voice_message))
+
+    async def suggest(self, words: str) -> list[dict[str, Any]]:
+        """``get_tool_suggestions`` for words already recognized."""
+        ranked = await self.rank(words)
+        kept = [t for t in ranked if t["relevance"] >= self.config.tool_relevance_threshold]
+        kept = kept[: self.config.max_tools_in_context]
+        self.stats["suggested"] += len(kept)
+        out = []
+        for suggestion in kept:
+            tool = self.tools_manager.get(suggestion["name"])
+            assert tool is not None
+            out.append(
+                {**suggestion, "description": tool.description, "parameters": tool.parameters}
+            )
+        return out
+
+    async def enhance_voice_context(
+        self, voice_message: VoiceMessage, conversation_state: ConversationState | None = None
+    ) -> dict[str, Any]:
+        """The relevant tools, described for the LLM.
+
+        Returns:
+            ``{"tools": [...], "system_context": str | None}``.
+        """
+        if not self.config.enable_tool_injection:
+            return {"tools": [], "system_context": None}
+        suggestions = await self.get_tool_suggestions(voice_message, conversation_state)
+        context = (
+            "Tools you can use: "
+            + "; ".join(f"{s['name']} ({s['description']})" for s in suggestions)
+            if suggestions
+            else None
+        )
+        return {"tools": suggestions, "system_context": context}
+
+    async def plan(
+        self, words: str, suggestions: list[dict[str, Any]]
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Ask the LLM which suggested tool to call, and with what (None: no call)."""
+        if not suggestions or self.llm is None or not self.config.enable_function_calling:
+            return None
+        tools = [t for s in suggestions if (t := self.tools_manager.get(s["name"])) is not None]
+        listing = "\n".join(
+            f"- {t.name}: {t.description} Arguments: {json.dumps(t.parameters['properties'])}"
+            for t in tools
+        )
+        request = GenerationRequest(
+            [
+                LLMMessage("system", _PLANNER_PROMPT.format(tools=listing)),
+                LLMMessage("user", words),
+            ],
+            max_tokens=120,
+            temperature=0.0,
+            top_p=1.0,
+            seed=self.llm_config.seed,
+            json_schema=call_schema(tools),
+        )
+        text = "".join([delta async for delta in self.llm.stream(request, GenerationStats())])
+        self.stats["planned"] += 1
+        try:
+            call = json.loads(text)
+        except ValueError:
+            log.warning("the planner did not return JSON: %r", text)
+            self.stats["invalid"] += 1
+            return None
+        name = call.get("tool") if isinstance(call, dict) else None
+        if not isinstance(name, str) or name == "none" or name not in self.tools_manager:
+            return None
+        arguments = call.get("arguments")
+        return name, arguments if isinstance(arguments, dict) else {}
+
+    async def run_tools(self, words: str) -> list[ToolResult]:
+        """Suggest, plan and (with ``auto_execute_tools``) execute the call a turn needs."""
+        suggestions = await self.suggest(words)
+        try:
+            planned = await self.plan(words, suggestions)
+        except LLMIntegrationError as exc:
+            log.warning("tool planning failed: %s", exc)
+            return []
+        if planned is None or not self.config.auto_execute_tools:
+            return []
+        result = await self.tools_manager.call(*planned)
+        self.stats["called"] += 1
+        if not result.success:
+            self.stats["failed"] += 1
+        return [result]
+
+    async def process_function_calls(
+        self,
+        voice_message: VoiceMessage,
+        voice_response: VoiceResponse,
+        conversation_state: ConversationState | None = None,
+    ) -> tuple[VoiceResponse, list[ToolResult]]:
+        """Run the call the user's request needs, then say the answer with its result.
+
+        Without a call (or a responder to say the answer) the response is returned
+        unchanged.
+        """
+        words = user_words(voice_message) or str(voice_response.metadata.get("transcript", ""))
+        results = await self.run_tools(words)
+        if not results or self.answer is None:
+            return voice_response, results
+        response = await self.answer(voice_message, words, results_context(results))
+        response.metadata["tool_results"] = [r.__dict__ for r in results]
+        return response, results

@@ -1,0 +1,1 @@
+"""Long-term memory: facts and preferences learned from turns, found again by meaning."""

@@ -1,0 +1,48 @@
+"""How relevant a memory is to what the user just said, in [0, 1].
+
+MiniLM's cosine between a question and the statement that answers it is lower
+than between two statements ("What is my dog called?" / "My dog is called
+Bella." ≈ 0.71; a related but wrong memory, "My cat is named Tom.", ≈ 0.52).
+Relevance therefore blends the cosine, rescaled to [0, 1] over its useful range,
+with the share of the question's content words the memory contains, so the
+spec's default threshold (0.7) separates the two.
+"""
+
+from __future__ import annotations
+
+import re
+
+from coda.modes.quality import STOPWORDS
+
+_WORD = re.compile(r"[a-z0-9']+")
+_QUESTION_WORDS = frozenset(
+    ("remember", "know", "recall", "called", "named", "name", "anything", "something", "like")
+)
+COSINE_FLOOR = 0.1
+COSINE_SPAN = 0.6
+COSINE_WEIGHT = 0.6
+
+
+def _stem(word: str) -> str:
+    word = word.removesuffix("'s").strip("'")
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def content_stems(text: str) -> set[str]:
+    """Stems of the words that carry meaning (no stopwords, no question scaffolding)."""
+    return {
+        _stem(w)
+        for w in _WORD.findall(text.lower())
+        if w not in STOPWORDS and w not in _QUESTION_WORDS
+    }
+
+
+def relevance(query: str, memory: str, cosine: float) -> float:
+    """Blend of rescaled cosine and content-word overlap."""
+    scaled = min(1.0, max(0.0, (cosine - COSINE_FLOOR) / COSINE_SPAN))
+    asked = content_stems(query)
+    overlap = len(asked & content_stems(memory)) / len(asked) if asked else 0.0
+    return COSINE_WEIGHT * scaled + (1 - COSINE_WEIGHT) * overlap

@@ -1,0 +1,1 @@
+"""Personality: traits that shape what Coda says and how it sounds, learned from the user."""

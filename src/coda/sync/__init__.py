@@ -1,0 +1,1 @@
+"""Conversation sync: mirror voice conversations into a text conversation manager."""

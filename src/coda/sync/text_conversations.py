@@ -1,0 +1,317 @@
+"""The default text conversation manager: text conversations persisted in SQLite.
+
+Messages live in the ``text_messages`` table, created with ``IF NOT EXISTS`` so the
+manager can share one database file with the voice ``ConversationStore``. Each
+write is one transaction and all SQL runs on the manager's own worker thread,
+off the event loop.
+
+Each message records its ``source`` (the side that created it, never changed) and
+``updated_by`` (the side that wrote its current content); ``version`` starts at 1
+and grows by one with each content change.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args
+
+from coda.core.errors import SyncError
+from coda.core.models import new_id
+from coda.worker import WorkerThread
+
+Role = Literal["user", "assistant"]
+Source = Literal["voice", "text"]
+MEMORY = ":memory:"
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS text_messages (
+    conversation_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('voice', 'text')),
+    updated_by TEXT NOT NULL CHECK (updated_by IN ('voice', 'text')),
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (conversation_id, message_id)
+);
+CREATE INDEX IF NOT EXISTS text_messages_by_order
+    ON text_messages(conversation_id, created_at, seq);
+"""
+_COLUMNS = "message_id, role, content, source, created_at, updated_at, version, updated_by"
+
+
+class StaleVersionError(SyncError):
+    """The message changed since it was read (optimistic concurrency check failed)."""
+
+
+@dataclass
+class TextMessage:
+    """One message of a text conversation.
+
+    Attributes:
+        message_id: Unique within its conversation.
+        role: "user" or "assistant".
+        content: The message text.
+        source: The side that created the message: "voice" or "text".
+        created_at: Creation time (epoch seconds); orders the conversation.
+        updated_at: Time of the current content; 0.0 means ``created_at``.
+        version: 1, plus one per content change.
+        updated_by: The side that wrote the current content (default: ``source``).
+    """
+
+    message_id: str
+    role: Role
+    content: str
+    source: Source = "text"
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = 0.0
+    version: int = 1
+    updated_by: Source | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.message_id, str) or not self.message_id:
+            raise SyncError(f"message_id must be a non-empty string, got {self.message_id!r}")
+        if self.role not in get_args(Role):
+            raise SyncError(f"role must be 'user' or 'assistant', got {self.role!r}")
+        if self.source not in get_args(Source):
+            raise SyncError(f"source must be 'voice' or 'text', got {self.source!r}")
+        if not isinstance(self.content, str):
+            raise SyncError(f"content must be a string, got {type(self.content).__name__}")
+        if not self.updated_at:
+            self.updated_at = self.created_at
+        if self.updated_by is None:
+            self.updated_by = self.source
+
+
+def _check_conversation_id(conversation_id: object) -> str:
+    if not isinstance(conversation_id, str) or not conversation_id:
+        raise SyncError(f"conversation_id must be a non-empty string, got {conversation_id!r}")
+    return conversation_id
+
+
+def _row_to_message(row: tuple[Any, ...]) -> TextMessage:
+    message_id, role, content, source, created_at, updated_at, version, updated_by = row
+    return TextMessage(
+        message_id, role, content, source, created_at, updated_at, version, updated_by
+    )
+
+
+class TextConversationManager:
+    """Text conversations in SQLite: a file path, or ``":memory:"`` for this process only."""
+
+    def __init__(self, path: str | Path = MEMORY) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._worker: WorkerThread | None = None
+
+    async def open(self) -> None:
+        """Open (and create if needed) the database; a no-op when already open."""
+        if self._db is None:
+            self._worker = self._worker or WorkerThread("text-conversations")
+            self._db = await self._worker.run(self._open)
+
+    def _open(self) -> sqlite3.Connection:
+        target = str(self.path)
+        if target != MEMORY:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(target, check_same_thread=False, isolation_level=None, timeout=10)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        return db
+
+    async def close(self) -> None:
+        """Close the database and stop the worker thread."""
+        db, self._db = self._db, None
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            if db is not None:
+                await worker.run(db.close)
+            worker.shutdown()
+
+    async def __aenter__(self) -> TextConversationManager:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise SyncError("the text conversation store is closed: call open()")
+        return self._db
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        if self._worker is None or self._db is None:
+            raise SyncError("the text conversation store is closed: call open()")
+        return await self._worker.run(fn)
+
+    async def add_message(self, conversation_id: str, message: TextMessage) -> TextMessage:
+        """Append a message to a conversation, in one transaction.
+
+        Raises:
+            SyncError: If the conversation already has a message with this id.
+        """
+        _check_conversation_id(conversation_id)
+
+        def insert() -> None:
+            db = self._conn
+            try:
+                with db:
+                    db.execute("BEGIN IMMEDIATE")
+                    db.execute(
+                        f"INSERT INTO text_messages (conversation_id, seq, {_COLUMNS}) "
+                        "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM text_messages), "
+                        "?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            conversation_id,
+                            message.message_id,
+                            message.role,
+                            message.content,
+                            message.source,
+                            message.created_at,
+                            message.updated_at,
+                            message.version,
+                            message.updated_by,
+                        ),
+                    )
+            except sqlite3.IntegrityError as exc:
+                raise SyncError(
+                    f"conversation {conversation_id!r} already has message "
+                    f"{message.message_id!r}; use update_message to change it"
+                ) from exc
+
+        await self._run(insert)
+        return message
+
+    async def get_message(self, conversation_id: str, message_id: str) -> TextMessage | None:
+        """The message, or None if the conversation has no message with this id."""
+
+        def select() -> TextMessage | None:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM text_messages "
+                "WHERE conversation_id = ? AND message_id = ?",
+                (conversation_id, message_id),
+            ).fetchone()
+            return None if row is None else _row_to_message(row)
+
+        return await self._run(select)
+
+    async def messages(self, conversation_id: str) -> list[TextMessage]:
+        """The conversation's messages ordered by ``created_at``, then insertion."""
+
+        def select() -> list[TextMessage]:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM text_messages WHERE conversation_id = ? "
+                "ORDER BY created_at, seq",
+                (conversation_id,),
+            ).fetchall()
+            return [_row_to_message(row) for row in rows]
+
+        return await self._run(select)
+
+    async def update_message(
+        self,
+        conversation_id: str,
+        message_id: str,
+        content: str,
+        *,
+        updated_by: Source = "text",
+        updated_at: float | None = None,
+        expected_version: int | None = None,
+    ) -> TextMessage:
+        """Change a message's content, bumping its version, in one transaction.
+
+        Args:
+            conversation_id: The conversation.
+            message_id: The message to change.
+            content: The new content.
+            updated_by: The side writing the content.
+            updated_at: Time of the new content (default: now).
+            expected_version: If given, the update applies only to this version.
+
+        Returns:
+            The updated message.
+
+        Raises:
+            SyncError: If the message does not exist or the arguments are invalid.
+            StaleVersionError: If ``expected_version`` is not the current version.
+        """
+        if not isinstance(content, str):
+            raise SyncError(f"content must be a string, got {type(content).__name__}")
+        if updated_by not in get_args(Source):
+            raise SyncError(f"updated_by must be 'voice' or 'text', got {updated_by!r}")
+        at = time.time() if updated_at is None else float(updated_at)
+
+        def update() -> TextMessage:
+            db = self._conn
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                row = db.execute(
+                    "SELECT version FROM text_messages "
+                    "WHERE conversation_id = ? AND message_id = ?",
+                    (conversation_id, message_id),
+                ).fetchone()
+                if row is None:
+                    raise SyncError(
+                        f"conversation {conversation_id!r} has no message {message_id!r}"
+                    )
+                if expected_version is not None and row[0] != expected_version:
+                    raise StaleVersionError(
+                        f"message {message_id!r} is at version {row[0]}, "
+                        f"not {expected_version}: it changed meanwhile"
+                    )
+                db.execute(
+                    "UPDATE text_messages SET content = ?, updated_at = ?, updated_by = ?, "
+                    "version = version + 1 WHERE conversation_id = ? AND message_id = ?",
+                    (content, at, updated_by, conversation_id, message_id),
+                )
+                updated = db.execute(
+                    f"SELECT {_COLUMNS} FROM text_messages "
+                    "WHERE conversation_id = ? AND message_id = ?",
+                    (conversation_id, message_id),
+                ).fetchone()
+            return _row_to_message(updated)
+
+        return await self._run(update)
+
+    async def add_text_message(
+        self,
+        conversation_id: str,
+        role: Role,
+        content: str,
+        *,
+        message_id: str | None = None,
+        created_at: float | None = None,
+    ) -> TextMessage:
+        """Add a message typed in a text UI (source "text")."""
+        message = TextMessage(
+            message_id=message_id or new_id("txt"),
+            role=role,
+            content=content,
+            source="text",
+            created_at=time.time() if created_at is None else created_at,
+        )
+        return await self.add_message(conversation_id, message)
+
+    async def edit_text_message(
+        self,
+        conversation_id: str,
+        message_id: str,
+        content: str,
+        *,
+        updated_at: float | None = None,
+    ) -> TextMessage:
+        """Edit a message from a text UI (``updated_by`` "text"), without conflict checks."""
+        return await self.update_message(
+            conversation_id, message_id, content, updated_by="text", updated_at=updated_at
+        )

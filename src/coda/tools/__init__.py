@@ -1,0 +1,1 @@
+"""Tools the assistant can call during a turn: a registry and the built-in tools."""
