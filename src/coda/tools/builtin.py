@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from coda.tools.calculator import MAX_LENGTH, evaluate, spoken_to_expression
 from coda.tools.registry import Tool, ToolRegistry
-from coda.tools.units import convert
+from coda.tools.units import convert, parse_conversion
 
 MemorySearch = Callable[[str, int], Awaitable[list[dict[str, Any]]]]
 """``await memory_search(query, limit)``: up to ``limit`` stored memories matching ``query``."""
@@ -65,6 +65,11 @@ def calculate(expression: str) -> dict[str, Any]:
     return {"expression": expression, "result": result, "text": f"{expression} = {result}"}
 
 
+def _spoken_arithmetic(words: str) -> dict[str, Any] | None:
+    expression = spoken_to_expression(words)
+    return {"expression": expression} if expression else None
+
+
 def builtin_tools(memory_search: MemorySearch | None = None) -> list[Tool]:
     """The built-in tools; ``search_memory`` is included only when ``memory_search`` is given."""
     tools = [_datetime_tool(), _calculator_tool(), _units_tool()]
@@ -97,6 +102,7 @@ def _datetime_tool() -> Tool:
             "additionalProperties": False,
         },
         run=get_datetime,
+        parse=lambda words: {},  # "what time is it" needs no arguments
         keywords=("time", "date", "today", "clock", "what day", "weekday"),
     )
 
@@ -122,6 +128,7 @@ def _calculator_tool() -> Tool:
             "additionalProperties": False,
         },
         run=calculate,
+        parse=_spoken_arithmetic,
         keywords=(
             "calculate",
             "times",
@@ -167,6 +174,7 @@ def _units_tool() -> Tool:
             "additionalProperties": False,
         },
         run=convert,
+        parse=parse_conversion,
         keywords=(
             "convert",
             "conversion",

@@ -31,6 +31,8 @@ class Tool:
         run: Called as ``run(**arguments)``; sync callables run in a worker thread.
         keywords: Words that suggest the tool when they appear in an utterance.
         timeout_seconds: How long one call may take before it is abandoned.
+        parse: Reads the arguments straight from an utterance, when its wording is
+            unambiguous (None: it is not, and a language model must fill them in).
     """
 
     name: str
@@ -39,6 +41,7 @@ class Tool:
     run: Callable[..., Any]
     keywords: tuple[str, ...] = ()
     timeout_seconds: float = 2.0
+    parse: Callable[[str], dict[str, Any] | None] | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):

@@ -9,6 +9,8 @@ from typing import Any
 
 import pint
 
+from coda.tools.calculator import evaluate, spoken_to_expression
+
 MAX_UNIT_LENGTH = 64
 """Longest unit name accepted, in characters."""
 
@@ -140,3 +142,41 @@ def _name(unit: pint.Unit, value: float) -> str:
     if power:
         words = ("square " if power.group(2) == "2" else "cubic ") + words
     return f"{words} per {tail.replace('_', ' ')}" if tail else words
+
+
+_NUMBER = r"(?P<value>-?\d+(?:[.,]\d+)?|[a-z]+(?:[ -][a-z]+)?)"
+_UNIT = r"[a-z][a-z ]{0,30}?"
+_CONVERSIONS = (
+    re.compile(
+        rf"^(?:please\s+)?(?:convert\s+)?{_NUMBER}\s+(?P<source>{_UNIT})\s+(?:to|into|in)\s+"
+        rf"(?P<target>{_UNIT})$"
+    ),
+    re.compile(
+        rf"^(?:what\s+is|what's)\s+{_NUMBER}\s+(?P<source>{_UNIT})\s+(?:to|into|in)\s+"
+        rf"(?P<target>{_UNIT})$"
+    ),
+    re.compile(
+        rf"^how\s+many\s+(?P<target>{_UNIT})\s+(?:is|are|in|make)\s+(?:there\s+in\s+)?"
+        rf"{_NUMBER}\s+(?P<source>{_UNIT})$"
+    ),
+)
+
+
+def parse_conversion(text: str) -> dict[str, Any] | None:
+    """Arguments of ``convert`` read from a request, or None.
+
+    Understands "convert 5 miles to km", "what is 5 miles in km" and "how many
+    kilometers is five miles".
+    """
+    words = " ".join(text.lower().strip().rstrip("?.!").split())
+    for pattern in _CONVERSIONS:
+        match = pattern.match(words)
+        if match is None:
+            continue
+        number = match["value"].replace(",", ".")
+        try:
+            value = float(evaluate(spoken_to_expression(number) or number))
+        except ValueError:
+            continue  # not a number: another wording may still fit
+        return {"value": value, "from_unit": match["source"], "to_unit": match["target"]}
+    return None
