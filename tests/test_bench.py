@@ -57,3 +57,16 @@ async def test_moshi_bench_measures_frames_and_draws_them(
     assert "client overhead" in table and "round trip" in table and "target 5 ms" in table
     chart = plot_moshi_bench(result, tmp_path / "moshi.png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_memory_bench_times_searches_per_size(tmp_path: Path) -> None:
+    from coda.bench.memory import format_memory_bench, plot_memory_bench, run_memory_bench
+
+    bench = await run_memory_bench([1000, 3000], queries=10, top_k=5)
+    assert [s.memories for s in bench.sizes] == [1000, 3000]
+    assert all(len(s.search_ms) == 10 and min(s.search_ms) > 0 for s in bench.sizes)
+    assert bench.embed_ms > 0
+    table = format_memory_bench(bench)
+    assert "3,000" in table and "p95/target" in table
+    chart = plot_memory_bench(bench, tmp_path / "memory.png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -173,6 +173,13 @@ async def _bench(args: argparse.Namespace) -> int:
         frames = await run_moshi_bench(args.url, args.frames)
         print(format_moshi_bench(frames))
         print(f"chart: {plot_moshi_bench(frames, args.chart)}")
+    elif args.bench == "memory":
+        from coda.bench.memory import format_memory_bench, plot_memory_bench, run_memory_bench
+
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+        memories = await run_memory_bench(sizes, args.queries)
+        print(format_memory_bench(memories))
+        print(f"chart: {plot_memory_bench(memories, args.chart)}")
     return 0
 
 
@@ -214,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     moshi.add_argument("--url", help="a Moshi server (default: start the tiny genuine one)")
     moshi.add_argument("--frames", type=int, default=200, help="80 ms frames to measure")
     moshi.add_argument("--chart", type=Path, default=Path("out/moshi.png"), help="PNG chart")
+    memory = benches.add_parser("memory", help="top-k memory retrieval latency by store size")
+    memory.add_argument("--sizes", default="10000,100000", help="comma-separated memory counts")
+    memory.add_argument("--queries", type=int, default=100, help="searches per size")
+    memory.add_argument("--chart", type=Path, default=Path("out/memory.png"), help="PNG chart")
     return parser
 
 
