@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from coda.core.config import VoiceProcessingConfig
 from coda.core.integration_config import (
     VoiceConversationSyncConfig,
@@ -20,7 +22,9 @@ from coda.personality.store import PersonalityStore
 from coda.sync.text_conversations import TextConversationManager
 from coda.sync.voice_sync import VoiceConversationSync
 from coda.tools.builtin import default_registry
-from coda.voice.manager import VoiceManager
+
+if TYPE_CHECKING:
+    from coda.voice.manager import VoiceManager
 
 
 def build_integrations(

@@ -6,7 +6,7 @@ import asyncio
 import builtins
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coda.core.errors import TimeoutError
 from coda.core.integration_config import VoiceLLMManagerConfig
@@ -17,7 +17,9 @@ from coda.core.models import (
     VoiceProcessingMode,
     VoiceResponse,
 )
-from coda.voice.manager import VoiceManager
+
+if TYPE_CHECKING:
+    from coda.voice.manager import VoiceManager
 
 
 class VoiceLLMManagerIntegration:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coda.core.models import ConversationState, VoiceMessage, VoiceResponse
 from coda.integrations.memory import VoiceMemoryIntegration
@@ -17,7 +17,9 @@ from coda.integrations.personality import VoicePersonalityIntegration
 from coda.integrations.tools import VoiceToolsIntegration, results_context
 from coda.modes.responder import TurnPlan
 from coda.sync.voice_sync import VoiceConversationSync
-from coda.voice.manager import VoiceManager
+
+if TYPE_CHECKING:
+    from coda.voice.manager import VoiceManager
 
 
 @dataclass

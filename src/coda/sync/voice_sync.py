@@ -12,132 +12,46 @@ When the text side wins, or holds messages the voice side lacks, the change is
 kept for the voice side to adopt: read it with ``pending_for_voice`` (or drain it
 with ``take_pending_for_voice``); ``get_sync_stats()["pending_for_voice"]`` counts it.
 
-Events go to handlers in the order they occur, with a sequence number that grows
-by one per event of this instance. A handler that raises is logged and counted,
-never propagated. An event raised while another is being delivered (by a handler
-that syncs, or by a concurrent sync) is delivered by the coroutine already
-delivering, after the events before it.
+Events go to handlers in the order they occur, numbered one by one per instance;
+a handler that raises is logged and counted, never propagated (details in
+``coda.sync.events``). The other parts are ``coda.sync.updates`` (validated writes
+and updates, pending changes) and ``coda.sync.reconcile`` (writing one change and
+resolving its conflict); the public names used here are re-exported.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import inspect
-import logging
-import math
-import time
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from coda.core.errors import SyncError
 from coda.core.integration_config import VoiceConversationSyncConfig
-from coda.core.models import (
-    ConversationState,
-    ConversationTurn,
-    SyncEventType,
-    VoiceMessage,
-    VoiceResponse,
-    new_id,
-)
-from coda.sync.conflicts import ConflictResolution, MessageVersion, Side, resolve_conflict
-from coda.sync.text_conversations import (
-    MEMORY,
-    Role,
-    Source,
-    StaleVersionError,
-    TextConversationManager,
-    TextMessage,
+from coda.core.models import ConversationState, SyncEventType, VoiceMessage, VoiceResponse
+from coda.sync.events import EventDispatcher, Handler, SyncEvent
+from coda.sync.reconcile import ConversationManager, Outcome, Reconciler
+from coda.sync.text_conversations import MEMORY, TextConversationManager
+from coda.sync.updates import (
+    PendingForVoice,
+    VoiceUpdate,
+    VoiceWrite,
+    non_empty_str,
+    parse_update,
+    turn_writes,
+    voice_message_write,
+    voice_response_write,
 )
 
-log = logging.getLogger(__name__)
-
-Handler = Callable[["SyncEvent"], Any]
-Outcome = Literal["added", "identical", "edited", "voice_won", "text_won"]
-_WON: dict[Side, Outcome] = {"voice": "voice_won", "text": "text_won"}
-_STALE_RETRIES = 3
-
-
-class ConversationManager(Protocol):
-    """What sync needs from a text conversation manager (``TextConversationManager``)."""
-
-    async def open(self) -> None:
-        """Make the manager ready; a no-op when it already is."""
-
-    async def get_message(self, conversation_id: str, message_id: str) -> TextMessage | None:
-        """The message, or None."""
-
-    async def add_message(self, conversation_id: str, message: TextMessage) -> TextMessage:
-        """Append a message."""
-
-    async def update_message(
-        self,
-        conversation_id: str,
-        message_id: str,
-        content: str,
-        *,
-        updated_by: Source = "text",
-        updated_at: float | None = None,
-        expected_version: int | None = None,
-    ) -> TextMessage:
-        """Change a message's content (``StaleVersionError`` if not at ``expected_version``)."""
-
-    async def messages(self, conversation_id: str) -> list[TextMessage]:
-        """The conversation's messages in order."""
-
-
-@dataclass(frozen=True)
-class SyncEvent:
-    """One sync event, as handlers receive it."""
-
-    event_type: SyncEventType
-    conversation_id: str
-    payload: dict[str, Any]
-    timestamp: float
-    sequence: int
-
-
-@dataclass(frozen=True)
-class VoiceUpdate:
-    """A text-side message the voice side should adopt.
-
-    Attributes:
-        reason: "conflict" (the text version won a conflict) or "text_only"
-            (the message exists only on the text side).
-    """
-
-    conversation_id: str
-    message_id: str
-    role: Role
-    content: str
-    updated_at: float
-    reason: Literal["conflict", "text_only"]
-
-
-@dataclass(eq=False)
-class _VoiceWrite:
-    """One voice-side message to mirror into the text conversation."""
-
-    conversation_id: str
-    message_id: str
-    role: Role
-    content: str
-    updated_at: float
-
-
-@dataclass
-class _TextUpdate:
-    """A validated update coming from the text side."""
-
-    conversation_id: str
-    message_id: str
-    content: str
-    role: Role | None
-    updated_at: float
-    created_at: float | None
+__all__ = [
+    "ConversationManager",
+    "Handler",
+    "Outcome",
+    "SyncEvent",
+    "VoiceConversationSync",
+    "VoiceUpdate",
+]
 
 
 @dataclass
@@ -146,67 +60,6 @@ class _Stats:
     responses_synced: int = 0
     text_updates_applied: int = 0
     queued_total: int = 0
-    events_emitted: int = 0
-    handler_errors: int = 0
-    last_handler_error: str | None = None
-    conflicts: dict[str, int] = field(
-        default_factory=lambda: {"total": 0, "voice_won": 0, "text_won": 0, "unresolved": 0}
-    )
-
-
-def _non_empty_str(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise SyncError(f"{what} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _timestamp(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise SyncError(f"{what} must be a finite number (epoch seconds), got {value!r}")
-    return float(value)
-
-
-def _turn_id(conversation_id: str, turn: ConversationTurn) -> str:
-    """The turn's message id, or one derived from its conversation and timestamp."""
-    if turn.message_id:
-        return turn.message_id
-    digest = hashlib.sha1(
-        f"{conversation_id}\0{turn.timestamp!r}".encode(), usedforsecurity=False
-    ).hexdigest()
-    return f"turn_{digest[:20]}"
-
-
-def _parse_update(conversation_id: object, update_data: object) -> _TextUpdate:
-    """Validate an update from the text side.
-
-    Raises:
-        SyncError: If an id or the content is missing or of the wrong type.
-    """
-    cid = _non_empty_str(conversation_id, "conversation_id")
-    if not isinstance(update_data, Mapping):
-        raise SyncError(f"update_data must be a dict, got {type(update_data).__name__}")
-    for key in ("message_id", "content"):
-        if key not in update_data:
-            raise SyncError(f"update_data is missing {key!r}")
-    message_id = _non_empty_str(update_data["message_id"], "update_data['message_id']")
-    content = _non_empty_str(update_data["content"], "update_data['content']")
-    role = update_data.get("role")
-    if role is not None and role not in ("user", "assistant"):
-        raise SyncError(f"update_data['role'] must be 'user' or 'assistant', got {role!r}")
-    updated_at = update_data.get("updated_at")
-    created_at = update_data.get("created_at")
-    return _TextUpdate(
-        conversation_id=cid,
-        message_id=message_id,
-        content=content,
-        role=role,
-        updated_at=time.time()
-        if updated_at is None
-        else _timestamp(updated_at, "update_data['updated_at']"),
-        created_at=None
-        if created_at is None
-        else _timestamp(created_at, "update_data['created_at']"),
-    )
 
 
 class VoiceConversationSync:
@@ -234,12 +87,10 @@ class VoiceConversationSync:
         )
         self._opened = False
         self._lock = asyncio.Lock()
-        self._handlers: dict[SyncEventType, list[Handler]] = {}
-        self._events: deque[SyncEvent] = deque()
-        self._delivering = False
-        self._sequence = 0
-        self._queue: list[_VoiceWrite] = []
-        self._pending: dict[str, dict[str, VoiceUpdate]] = {}
+        self._events = EventDispatcher()
+        self._pending = PendingForVoice()
+        self._reconciler = Reconciler(self._events, self._pending)
+        self._queue: list[VoiceWrite] = []
         self._stats = _Stats()
 
     async def close(self) -> None:
@@ -254,8 +105,6 @@ class VoiceConversationSync:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    # -- events -----------------------------------------------------------------
-
     def add_event_handler(self, event_type: SyncEventType, handler: Callable[..., Any]) -> None:
         """Register a handler (a function or a coroutine function) for an event type.
 
@@ -264,46 +113,7 @@ class VoiceConversationSync:
         Raises:
             SyncError: If the event type is unknown or the handler is not callable.
         """
-        try:
-            kind = SyncEventType(event_type)
-        except ValueError as exc:
-            raise SyncError(f"unknown sync event type {event_type!r}") from exc
-        if not callable(handler):
-            raise SyncError(f"event handler must be callable, got {handler!r}")
-        self._handlers.setdefault(kind, []).append(handler)
-
-    def _emit(self, event_type: SyncEventType, conversation_id: str, **payload: Any) -> None:
-        """Number an event and queue it for delivery (call ``_deliver`` afterwards)."""
-        self._sequence += 1
-        self._stats.events_emitted += 1
-        payload["conversation_id"] = conversation_id
-        self._events.append(
-            SyncEvent(event_type, conversation_id, payload, time.time(), self._sequence)
-        )
-
-    async def _deliver(self) -> None:
-        """Deliver queued events in order, unless a delivery is already under way."""
-        if self._delivering:
-            return
-        self._delivering = True
-        try:
-            while self._events:
-                event = self._events.popleft()
-                for handler in list(self._handlers.get(event.event_type, ())):
-                    await self._call_handler(handler, event)
-        finally:
-            self._delivering = False
-
-    async def _call_handler(self, handler: Handler, event: SyncEvent) -> None:
-        name = getattr(handler, "__qualname__", repr(handler))
-        try:
-            result = handler(event)
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:  # noqa: BLE001 - a handler never breaks the sync
-            self._stats.handler_errors += 1
-            self._stats.last_handler_error = f"{name}: {type(exc).__name__}: {exc}"
-            log.exception("sync event handler %s failed on %s", name, event.event_type.value)
+        self._events.add_handler(event_type, handler)
 
     # -- voice to text ------------------------------------------------------------
 
@@ -327,23 +137,7 @@ class VoiceConversationSync:
         """
         if not self.config.sync_enabled:
             return False
-        if not isinstance(voice_message, VoiceMessage):
-            raise SyncError(f"expected a VoiceMessage, got {type(voice_message).__name__}")
-        cid = _non_empty_str(voice_message.conversation_id, "conversation_id")
-        self._check_state(conversation_state, cid)
-        content = voice_message.text_content
-        if not isinstance(content, str) or not content.strip():
-            content = voice_message.metadata.get("transcript")
-        if not isinstance(content, str) or not content.strip():
-            raise SyncError(
-                f"voice message {voice_message.message_id!r} has no text to sync: "
-                "give text_content or metadata['transcript']"
-            )
-        at = voice_message.metadata.get("updated_at", voice_message.timestamp)
-        write = _VoiceWrite(
-            cid, voice_message.message_id, "user", content, _timestamp(at, "updated_at")
-        )
-        return await self._submit(write)
+        return await self._submit(voice_message_write(voice_message, conversation_state))
 
     async def sync_voice_response(
         self, voice_response: VoiceResponse, conversation_state: ConversationState | None = None
@@ -355,29 +149,9 @@ class VoiceConversationSync:
         """
         if not self.config.sync_enabled:
             return False
-        if not isinstance(voice_response, VoiceResponse):
-            raise SyncError(f"expected a VoiceResponse, got {type(voice_response).__name__}")
-        cid = _non_empty_str(voice_response.conversation_id, "conversation_id")
-        self._check_state(conversation_state, cid)
-        content = _non_empty_str(voice_response.text_content, "voice_response.text_content")
-        meta = voice_response.metadata
-        if meta.get("reply_id") is not None:
-            reply_id = _non_empty_str(meta["reply_id"], "metadata['reply_id']")
-        elif meta.get("message_id"):
-            reply_id = f"{_non_empty_str(meta['message_id'], 'metadata[message_id]')}:reply"
-        else:
-            reply_id = new_id("reply")
-        at = _timestamp(meta.get("updated_at", voice_response.timestamp), "updated_at")
-        return await self._submit(_VoiceWrite(cid, reply_id, "assistant", content, at))
+        return await self._submit(voice_response_write(voice_response, conversation_state))
 
-    @staticmethod
-    def _check_state(state: ConversationState | None, conversation_id: str) -> None:
-        if state is not None and state.conversation_id != conversation_id:
-            raise SyncError(
-                f"conversation_state is of {state.conversation_id!r}, not of {conversation_id!r}"
-            )
-
-    async def _submit(self, write: _VoiceWrite) -> bool:
+    async def _submit(self, write: VoiceWrite) -> bool:
         if not self.config.real_time_sync:
             self._queue.append(write)
             self._stats.queued_total += 1
@@ -387,11 +161,11 @@ class VoiceConversationSync:
                 await self._ensure_open()
                 await self._apply_write(write, announce=True)
                 trigger = "voice_message" if write.role == "user" else "voice_response"
-                self._emit(
+                self._events.emit(
                     SyncEventType.SYNC_COMPLETED, write.conversation_id, trigger=trigger, synced=1
                 )
         finally:
-            await self._deliver()
+            await self._events.deliver()
         return True
 
     async def flush(self, conversation_id: str | None = None) -> int:
@@ -412,17 +186,19 @@ class VoiceConversationSync:
                 failed = {write.conversation_id for write, _ in failures}
                 for cid, count in synced.items():
                     if cid not in failed:
-                        self._emit(SyncEventType.SYNC_COMPLETED, cid, trigger="flush", synced=count)
+                        self._events.emit(
+                            SyncEventType.SYNC_COMPLETED, cid, trigger="flush", synced=count
+                        )
                 self._raise_failures(failures)
         finally:
-            await self._deliver()
+            await self._events.deliver()
         return sum(synced.values())
 
     async def _flush_locked(
         self, conversation_id: str | None
-    ) -> tuple[dict[str, int], list[tuple[_VoiceWrite, SyncError]]]:
+    ) -> tuple[dict[str, int], list[tuple[VoiceWrite, SyncError]]]:
         synced: dict[str, int] = {}
-        failures: list[tuple[_VoiceWrite, SyncError]] = []
+        failures: list[tuple[VoiceWrite, SyncError]] = []
         while True:
             write = next(
                 (w for w in self._queue if conversation_id in (None, w.conversation_id)), None
@@ -438,7 +214,7 @@ class VoiceConversationSync:
             self._queue.remove(write)
 
     @staticmethod
-    def _raise_failures(failures: list[tuple[_VoiceWrite, SyncError]]) -> None:
+    def _raise_failures(failures: list[tuple[VoiceWrite, SyncError]]) -> None:
         if failures:
             details = "; ".join(str(exc) for _, exc in failures)
             raise SyncError(
@@ -467,12 +243,12 @@ class VoiceConversationSync:
             raise SyncError(
                 f"expected a ConversationState, got {type(conversation_state).__name__}"
             )
-        cid = _non_empty_str(conversation_state.conversation_id, "conversation_id")
+        cid = non_empty_str(conversation_state.conversation_id, "conversation_id")
         try:
             async with self._lock:
                 await self._ensure_open()
                 flushed, failures = await self._flush_locked(cid)
-                writes = self._turn_writes(conversation_state)
+                writes = turn_writes(conversation_state)
                 outcomes: dict[str, list[str]] = {}
                 for write in writes:
                     try:
@@ -482,7 +258,7 @@ class VoiceConversationSync:
                     else:
                         outcomes.setdefault(outcome, []).append(write.message_id)
                 text_only = await self._collect_text_only(cid, {w.message_id for w in writes})
-                self._emit(
+                self._events.emit(
                     SyncEventType.CONVERSATION_STATE_UPDATED,
                     cid,
                     origin="voice",
@@ -492,28 +268,12 @@ class VoiceConversationSync:
                 )
                 self._raise_failures(failures)
                 synced = sum(flushed.values()) + sum(len(ids) for ids in outcomes.values())
-                self._emit(
+                self._events.emit(
                     SyncEventType.SYNC_COMPLETED, cid, trigger="conversation_state", synced=synced
                 )
         finally:
-            await self._deliver()
+            await self._events.deliver()
         return True
-
-    @staticmethod
-    def _turn_writes(state: ConversationState) -> list[_VoiceWrite]:
-        cid = state.conversation_id
-        writes: list[_VoiceWrite] = []
-        for turn in state.turns:
-            message_id = _turn_id(cid, turn)
-            if turn.user_text.strip():
-                writes.append(_VoiceWrite(cid, message_id, "user", turn.user_text, turn.timestamp))
-            if turn.assistant_text.strip():
-                writes.append(
-                    _VoiceWrite(
-                        cid, f"{message_id}:reply", "assistant", turn.assistant_text, turn.timestamp
-                    )
-                )
-        return writes
 
     async def _collect_text_only(self, conversation_id: str, known: set[str]) -> list[str]:
         """Record the text-side messages the voice side lacks (bidirectional only)."""
@@ -522,19 +282,15 @@ class VoiceConversationSync:
         text_only = []
         for message in await self.conversation_manager.messages(conversation_id):
             if message.source == "text" and message.message_id not in known:
-                self._set_pending(conversation_id, message, "text_only")
+                self._pending.set(conversation_id, message, "text_only")
                 text_only.append(message.message_id)
         return text_only
 
-    async def _apply_write(self, write: _VoiceWrite, *, announce: bool) -> Outcome:
-        """Reconcile one voice write with the text side, retrying a stale read."""
-        for attempt in range(1, _STALE_RETRIES + 1):
-            try:
-                outcome, content = await self._reconcile_voice(write)
-                break
-            except StaleVersionError:
-                if attempt == _STALE_RETRIES:
-                    raise
+    async def _apply_write(self, write: VoiceWrite, *, announce: bool) -> Outcome:
+        """Write one voice message to the text side, count it, and announce it if asked."""
+        outcome, content = await self._reconciler.voice_write(
+            self.conversation_manager, self.config, write
+        )
         if write.role == "user":
             self._stats.messages_synced += 1
         else:
@@ -545,7 +301,7 @@ class VoiceConversationSync:
                 if write.role == "user"
                 else SyncEventType.VOICE_RESPONSE_ADDED
             )
-            self._emit(
+            self._events.emit(
                 kind,
                 write.conversation_id,
                 message_id=write.message_id,
@@ -554,118 +310,6 @@ class VoiceConversationSync:
                 outcome=outcome,
             )
         return outcome
-
-    async def _reconcile_voice(self, write: _VoiceWrite) -> tuple[Outcome, str]:
-        """Write one voice message to the text side; returns the outcome and the content."""
-        manager, cid, mid = self.conversation_manager, write.conversation_id, write.message_id
-        existing = await manager.get_message(cid, mid)
-        if existing is None:
-            message = TextMessage(
-                mid, write.role, write.content, "voice", write.updated_at, write.updated_at
-            )
-            await manager.add_message(cid, message)
-            self._drop_pending(cid, mid)
-            return "added", write.content
-        if existing.role != write.role:
-            raise SyncError(
-                f"message {mid!r} is a {existing.role} message on the text side, "
-                f"not a {write.role} message"
-            )
-        if existing.content == write.content:
-            self._drop_pending(cid, mid)
-            return "identical", write.content
-        if existing.source == "voice" and existing.updated_by == "voice":
-            await manager.update_message(
-                cid,
-                mid,
-                write.content,
-                updated_by="voice",
-                updated_at=write.updated_at,
-                expected_version=existing.version,
-            )
-            self._drop_pending(cid, mid)
-            return "edited", write.content
-        voice = MessageVersion(write.content, write.updated_at)
-        resolution = self._resolve(cid, mid, voice, existing, origin="voice")
-        if resolution.voice_won:
-            await manager.update_message(
-                cid,
-                mid,
-                resolution.content,
-                updated_by="voice",
-                updated_at=resolution.updated_at,
-                expected_version=existing.version,
-            )
-            self._drop_pending(cid, mid)
-        else:
-            self._set_pending(cid, existing, "conflict")
-        self._conflict_resolved(cid, voice, existing, resolution, origin="voice")
-        return _WON[resolution.winner], resolution.content
-
-    # -- conflicts ------------------------------------------------------------------
-
-    def _resolve(
-        self,
-        conversation_id: str,
-        message_id: str,
-        voice: MessageVersion,
-        text: MessageVersion | TextMessage,
-        *,
-        origin: Source,
-    ) -> ConflictResolution:
-        """Resolve by the configured strategy; an unmergeable conflict is announced, raised."""
-        text_version = MessageVersion(text.content, text.updated_at)
-        try:
-            return resolve_conflict(
-                message_id, voice, text_version, self.config.conflict_resolution_strategy
-            )
-        except SyncError as exc:
-            self._stats.conflicts["total"] += 1
-            self._stats.conflicts["unresolved"] += 1
-            self._emit(
-                SyncEventType.SYNC_CONFLICT_DETECTED,
-                conversation_id,
-                **self._conflict_payload(message_id, voice, text_version, origin),
-                winner=None,
-                resolved_content=None,
-                error=str(exc),
-            )
-            raise
-
-    def _conflict_resolved(
-        self,
-        conversation_id: str,
-        voice: MessageVersion,
-        text: MessageVersion | TextMessage,
-        resolution: ConflictResolution,
-        *,
-        origin: Source,
-    ) -> None:
-        """Count and announce a conflict once its resolution is written."""
-        self._stats.conflicts["total"] += 1
-        self._stats.conflicts[_WON[resolution.winner]] += 1
-        text_version = MessageVersion(text.content, text.updated_at)
-        self._emit(
-            SyncEventType.SYNC_CONFLICT_DETECTED,
-            conversation_id,
-            **self._conflict_payload(resolution.message_id, voice, text_version, origin),
-            winner=resolution.winner,
-            resolved_content=resolution.content,
-            error=None,
-        )
-
-    def _conflict_payload(
-        self, message_id: str, voice: MessageVersion, text: MessageVersion, origin: Source
-    ) -> dict[str, Any]:
-        return {
-            "message_id": message_id,
-            "origin": origin,
-            "strategy": self.config.conflict_resolution_strategy.value,
-            "voice_content": voice.content,
-            "voice_updated_at": voice.updated_at,
-            "text_content": text.content,
-            "text_updated_at": text.updated_at,
-        }
 
     # -- text to voice ------------------------------------------------------------
 
@@ -690,20 +334,16 @@ class VoiceConversationSync:
         """
         if not (self.config.sync_enabled and self.config.bidirectional_sync):
             return False
-        update = _parse_update(conversation_id, update_data)
+        update = parse_update(conversation_id, update_data)
         try:
             async with self._lock:
                 await self._ensure_open()
-                for attempt in range(1, _STALE_RETRIES + 1):
-                    try:
-                        action, message = await self._apply_text_update(update)
-                        break
-                    except StaleVersionError:
-                        if attempt == _STALE_RETRIES:
-                            raise
+                action, message = await self._reconciler.text_update(
+                    self.conversation_manager, self.config, update
+                )
                 if action not in ("identical", "voice_won"):
                     self._stats.text_updates_applied += 1
-                self._emit(
+                self._events.emit(
                     SyncEventType.CONVERSATION_STATE_UPDATED,
                     update.conversation_id,
                     origin="text",
@@ -713,83 +353,16 @@ class VoiceConversationSync:
                     action=action,
                 )
         finally:
-            await self._deliver()
+            await self._events.deliver()
         return True
-
-    async def _apply_text_update(self, update: _TextUpdate) -> tuple[Outcome, TextMessage]:
-        manager, cid, mid = self.conversation_manager, update.conversation_id, update.message_id
-        existing = await manager.get_message(cid, mid)
-        if existing is None:
-            message = TextMessage(
-                mid,
-                update.role or "user",
-                update.content,
-                "text",
-                update.created_at if update.created_at is not None else update.updated_at,
-                update.updated_at,
-            )
-            await manager.add_message(cid, message)
-            self._set_pending(cid, message, "text_only")
-            return "added", message
-        if update.role is not None and update.role != existing.role:
-            raise SyncError(
-                f"message {mid!r} is a {existing.role} message; an update cannot make it "
-                f"a {update.role} message"
-            )
-        if existing.content == update.content:
-            return "identical", existing
-        if existing.source == "voice" and existing.updated_by == "voice":
-            voice = MessageVersion(existing.content, existing.updated_at)
-            text = MessageVersion(update.content, update.updated_at)
-            resolution = self._resolve(cid, mid, voice, text, origin="text")
-            message = existing
-            if not resolution.voice_won:
-                message = await self._edit(update, existing)
-                self._set_pending(cid, message, "conflict")
-            self._conflict_resolved(cid, voice, text, resolution, origin="text")
-            return _WON[resolution.winner], message
-        message = await self._edit(update, existing)
-        self._set_pending(cid, message, "text_only" if existing.source == "text" else "conflict")
-        return "edited", message
-
-    async def _edit(self, update: _TextUpdate, existing: TextMessage) -> TextMessage:
-        return await self.conversation_manager.update_message(
-            update.conversation_id,
-            update.message_id,
-            update.content,
-            updated_by="text",
-            updated_at=update.updated_at,
-            expected_version=existing.version,
-        )
-
-    # -- pending changes for the voice side ---------------------------------------
-
-    def _set_pending(
-        self, conversation_id: str, message: TextMessage, reason: Literal["conflict", "text_only"]
-    ) -> None:
-        self._pending.setdefault(conversation_id, {})[message.message_id] = VoiceUpdate(
-            conversation_id,
-            message.message_id,
-            message.role,
-            message.content,
-            message.updated_at,
-            reason,
-        )
-
-    def _drop_pending(self, conversation_id: str, message_id: str) -> None:
-        pending = self._pending.get(conversation_id)
-        if pending is not None:
-            pending.pop(message_id, None)
-            if not pending:
-                del self._pending[conversation_id]
 
     def pending_for_voice(self, conversation_id: str) -> list[VoiceUpdate]:
         """The text-side changes the voice side should adopt, oldest first (not cleared)."""
-        return list(self._pending.get(conversation_id, {}).values())
+        return self._pending.peek(conversation_id)
 
     def take_pending_for_voice(self, conversation_id: str) -> list[VoiceUpdate]:
         """Return and clear the conversation's ``pending_for_voice`` entries."""
-        return list(self._pending.pop(conversation_id, {}).values())
+        return self._pending.take(conversation_id)
 
     # -- misc -----------------------------------------------------------------------
 
@@ -806,18 +379,18 @@ class VoiceConversationSync:
         queued (waiting now), queued_total, events_emitted, pending_for_voice, and
         the settings in force (sync_enabled, real_time_sync, bidirectional_sync, strategy).
         """
-        stats = self._stats
+        stats, events = self._stats, self._events
         return {
             "messages_synced": stats.messages_synced,
             "responses_synced": stats.responses_synced,
             "text_updates_applied": stats.text_updates_applied,
-            "conflicts": dict(stats.conflicts),
-            "handler_errors": stats.handler_errors,
-            "last_handler_error": stats.last_handler_error,
+            "conflicts": dict(self._reconciler.conflicts),
+            "handler_errors": events.handler_errors,
+            "last_handler_error": events.last_handler_error,
             "queued": len(self._queue),
             "queued_total": stats.queued_total,
-            "events_emitted": stats.events_emitted,
-            "pending_for_voice": sum(len(p) for p in self._pending.values()),
+            "events_emitted": events.emitted,
+            "pending_for_voice": len(self._pending),
             "sync_enabled": self.config.sync_enabled,
             "real_time_sync": self.config.real_time_sync,
             "bidirectional_sync": self.config.bidirectional_sync,
