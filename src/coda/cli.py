@@ -154,6 +154,38 @@ async def _setup(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from coda.server.app import create_app
+    from coda.server.settings import load_settings
+
+    try:
+        settings = load_settings(
+            args.config,
+            host=args.host,
+            port=args.port,
+            llm=args.llm if args.llm != "auto" else None,
+            llm_model=args.llm_model,
+            llm_url=args.llm_url,
+            moshi_url=args.moshi_url,
+            store=args.store,
+            models=args.models,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"coda serve: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    print(f"Coda is listening on http://{settings.host}:{settings.port}/ (API docs at /docs)")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="info", ws="websockets"
+        )
+    )
+    await server.serve()
+    return 0
+
+
 async def _bench(args: argparse.Namespace) -> int:
     if args.bench == "audio":
         from coda.bench.audio import format_audio_bench, run_audio_bench
@@ -206,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("setup", help="assemble and verify the embedded models")
 
+    serve = commands.add_parser("serve", help="the REST + websocket server and browser client")
+    serve.add_argument("--config", type=Path, help="TOML settings file (CODA_* env overrides it)")
+    serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (default 8700)")
+
     bench = commands.add_parser("bench", help="measure speed: prints figures and ratios")
     benches = bench.add_subparsers(dest="bench", required=True)
     audio = benches.add_parser("audio", help="front-end CPU time per 20 ms frame")
@@ -233,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    handler = {"chat": _chat, "setup": _setup, "bench": _bench}[args.command]
+    handler = {"chat": _chat, "setup": _setup, "bench": _bench, "serve": _serve}[args.command]
     try:
         return asyncio.run(handler(args))
     except VoiceProcessingError as exc:

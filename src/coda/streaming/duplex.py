@@ -218,7 +218,11 @@ class DuplexSession:
         return None
 
     async def _on_speech_ended(self, utterance: Utterance) -> None:
-        self._emit("speech_ended", at_seconds=utterance.end_seconds)
+        # How long after the true end of speech the turn was known to be over.
+        waited_ms = max(0.0, (self.now_seconds - utterance.end_seconds) * 1000)
+        self._emit(
+            "speech_ended", at_seconds=utterance.end_seconds, metadata={"endpointing_ms": waited_ms}
+        )
         transcript = await self._speculative_transcript(utterance)
         if self.replying:
             words = transcript.text if transcript else await self._words(utterance.samples)

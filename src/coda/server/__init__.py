@@ -1,0 +1,1 @@
+"""Coda behind a server: REST + WebSocket API, metrics, and the browser client."""

@@ -1,0 +1,123 @@
+"""The FastAPI application: REST, the live websocket, health, metrics and the client.
+
+Every route but ``/health`` needs an API key: the ``X-API-Key`` header, or (for
+browsers' websockets, which cannot set headers) the ``api_key`` query parameter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from coda.core.errors import VoiceProcessingError
+from coda.server.errors import public_message, status_of
+from coda.server.live import router as live_router
+from coda.server.metrics import Metrics
+from coda.server.rest import router as rest_router
+from coda.server.security import ApiKeys, RateLimiter
+from coda.server.settings import ServerSettings
+from coda.voice.manager import VoiceManager
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).with_name("static")
+
+PROTOCOL = """
+Live conversation over a websocket:
+`GET /v1/conversations/{id}/stream?rate=16000&api_key=KEY[&mode=adaptive]`.
+
+Client → server: binary messages of mono PCM16 little-endian at `rate` (8000–48000 Hz),
+at most `max_frame_bytes` each (20 ms frames recommended); JSON text messages
+`{"type": "played", "samples": N}` (N more reply samples were heard, for barge-in and
+echo cancellation) and `{"type": "end"}`.
+
+Server → client JSON messages: `ready` {conversation_id, input_rate, output_rate},
+`speech_started` {at}, `speech_ended` {at, endpointing_ms}, `transcript` {text},
+`text` {delta}, `audio` {seq, samples, text} followed by one binary message of PCM16
+at output_rate, `interrupted` {heard} (stop playback now), `turn` {mode, user_text,
+reply_text, timings_ms, interrupted}, `error` {code, message}.
+
+Close codes: 1008 key, origin, rate or time limit; 1009 message too big; 1003 bad
+data; 1011 server error; 1013 too many sessions.
+"""
+
+
+def create_app(settings: ServerSettings, manager: VoiceManager | None = None) -> FastAPI:
+    """The application; it initializes ``manager`` (or one from ``settings``) at start-up."""
+    voice = manager or VoiceManager(settings.voice_config())
+    keys = ApiKeys(settings.api_keys, settings.api_key_hashes)
+    if not keys:
+        generated = secrets.token_urlsafe(24)
+        keys = ApiKeys([generated], [])
+        log.warning("no API key configured; this run's key is %s", generated)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.loading = asyncio.create_task(voice.initialize())
+        try:
+            yield
+        finally:
+            app.state.loading.cancel()
+            with contextlib.suppress(BaseException):
+                await app.state.loading
+            await voice.cleanup()
+
+    app = FastAPI(
+        title="Coda Voice",
+        summary="Real-time spoken conversation: REST and a full-duplex websocket.",
+        description=PROTOCOL,
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.state.settings = settings
+    app.state.voice = voice
+    app.state.keys = keys
+    app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.metrics = Metrics()
+    app.state.sessions = 0
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key", "Content-Type"],
+        )
+
+    @app.exception_handler(VoiceProcessingError)
+    async def typed_error(request: Request, error: VoiceProcessingError) -> JSONResponse:
+        status = status_of(error)
+        if status >= 500:
+            log.error("turn failed: %s", error, exc_info=error)
+        return JSONResponse(
+            {"error": type(error).__name__, "message": public_message(error)}, status
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse({"error": "InternalError", "message": "internal error"}, 500)
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers (no key needed)."""
+        return {"status": "ok"}
+
+    app.include_router(rest_router)
+    app.include_router(live_router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def client() -> FileResponse:
+        """The browser client."""
+        return FileResponse(STATIC / "index.html")
+
+    return app

@@ -1,0 +1,257 @@
+"""The live websocket: microphone PCM in, the session's events and reply audio out.
+
+One ``DuplexSession`` per socket. The client reports how many reply samples it
+has played; the server hands exactly those samples to the session, which uses
+them as the echo canceller's reference and to know what was heard at a barge-in.
+A bad frame, an oversized message or a limit closes only this socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from coda.core.models import VoiceProcessingMode
+from coda.server import errors
+from coda.server.auth import check
+from coda.streaming.duplex import DuplexSession, SessionEvent
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+MIN_RATE, MAX_RATE = 8000, 48000
+
+
+class Closed(Exception):
+    """Close the socket with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class PlaybackLedger:
+    """The reply audio sent and not yet reported played, in order."""
+
+    def __init__(self) -> None:
+        self._pending: deque[np.ndarray] = deque()
+
+    def sent(self, samples: np.ndarray) -> None:
+        """Record a chunk sent to the client."""
+        self._pending.append(samples)
+
+    def take(self, count: int) -> np.ndarray:
+        """The next ``count`` samples the client says it played."""
+        taken: list[np.ndarray] = []
+        while count > 0 and self._pending:
+            head = self._pending[0]
+            if len(head) <= count:
+                taken.append(self._pending.popleft())
+                count -= len(head)
+            else:
+                taken.append(head[:count])
+                self._pending[0] = head[count:]
+                count = 0
+        return np.concatenate(taken) if taken else np.zeros(0, np.float32)
+
+    def clear(self) -> None:
+        """Forget what was sent (after an interruption the rest is never played)."""
+        self._pending.clear()
+
+
+def _origin_allowed(socket: WebSocket) -> bool:
+    origin = socket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser
+    allowed = socket.app.state.settings.allowed_origins
+    if allowed:
+        return origin in allowed or "*" in allowed
+    host = socket.headers.get("host", "")
+    return origin.split("://", 1)[-1] == host
+
+
+def _pcm16(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def _message(event: SessionEvent, seq: int) -> dict[str, Any]:
+    if event.kind == "speech_started":
+        return {"type": "speech_started", "at": round(event.at_seconds, 3)}
+    if event.kind == "speech_ended":
+        return {
+            "type": "speech_ended",
+            "at": round(event.at_seconds, 3),
+            "endpointing_ms": round(event.metadata.get("endpointing_ms", 0.0), 1),
+        }
+    if event.kind == "transcript":
+        return {"type": "transcript", "text": event.text}
+    if event.kind == "text":
+        return {"type": "text", "delta": event.text}
+    if event.kind == "audio":
+        assert event.audio is not None
+        return {"type": "audio", "seq": seq, "samples": len(event.audio), "text": event.text}
+    if event.kind == "interrupted":
+        return {"type": "interrupted", "heard": event.metadata.get("heard", "")}
+    if event.kind == "turn_finished":
+        metadata = event.metadata
+        return {
+            "type": "turn",
+            "mode": metadata.get("mode"),
+            "user_text": metadata.get("transcript"),
+            "reply_text": event.text,
+            "timings_ms": metadata.get("timings_ms", {}),
+            "interrupted": bool(metadata.get("interrupted", False)),
+        }
+    return {"type": "error", "code": "turn_failed", "message": event.text or "the turn failed"}
+
+
+@router.websocket("/v1/conversations/{conversation_id}/stream")
+async def stream(socket: WebSocket, conversation_id: str) -> None:
+    """A full-duplex conversation; the protocol is in the API description."""
+    app = socket.app
+    settings = app.state.settings
+    # Accept first: a browser then sees the close code and reason, not a bare 403.
+    await socket.accept()
+    try:
+        _, status, reason = check(socket)
+        if status:
+            raise Closed(errors.POLICY, reason)
+        if not _origin_allowed(socket):
+            raise Closed(errors.POLICY, "origin not allowed")
+        try:
+            rate = int(socket.query_params.get("rate", "16000"))
+            mode_name = socket.query_params.get("mode")
+            mode = VoiceProcessingMode(mode_name) if mode_name else None
+        except ValueError:
+            raise Closed(
+                errors.POLICY, "rate must be an integer and mode a processing mode"
+            ) from None
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise Closed(errors.POLICY, f"rate must be within {MIN_RATE}-{MAX_RATE} Hz")
+        if not app.state.voice.engine.initialized:
+            raise Closed(errors.TRY_AGAIN, "the models are still loading")
+        if app.state.sessions >= settings.max_sessions:
+            raise Closed(errors.TRY_AGAIN, "too many sessions; try again later")
+    except Closed as closed:
+        await socket.close(closed.code, closed.reason)
+        return
+    voice = app.state.voice
+    app.state.sessions += 1
+    app.state.metrics.active_sessions.inc()
+    session: DuplexSession | None = None
+    try:
+        if await voice.get_conversation_state(conversation_id) is None:
+            await voice.start_conversation(conversation_id)
+        session = DuplexSession(voice.engine, conversation_id, rate, mode)
+        await socket.send_json(
+            {
+                "type": "ready",
+                "conversation_id": conversation_id,
+                "input_rate": rate,
+                "output_rate": voice.config.audio.sample_rate,
+            }
+        )
+        await _run(socket, session, settings.max_frame_bytes, settings.max_session_seconds)
+    except Closed as closed:
+        log.info("closing session %s: %s", conversation_id, closed.reason)
+        with contextlib.suppress(Exception):
+            await socket.close(closed.code, closed.reason)
+    except WebSocketDisconnect:
+        pass
+    except Exception as error:  # noqa: BLE001 - reported to the client without internals
+        log.exception("session %s failed", conversation_id)
+        with contextlib.suppress(Exception):
+            await socket.close(errors.SERVER_ERROR, errors.public_message(error))
+    finally:
+        if session is not None:
+            await session.close()
+        app.state.sessions -= 1
+        app.state.metrics.active_sessions.dec()
+
+
+async def _run(
+    socket: WebSocket, session: DuplexSession, max_frame: int, max_seconds: float
+) -> None:
+    ledger = PlaybackLedger()
+    reader = asyncio.create_task(_read(socket, session, ledger, max_frame))
+    writer = asyncio.create_task(_write(socket, session, ledger))
+    try:
+        done, _ = await asyncio.wait(
+            {reader, writer}, timeout=max_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not done:
+            raise Closed(errors.POLICY, f"session over {max_seconds:g} s")
+        for task in done:
+            task.result()  # re-raise Closed / disconnects
+    finally:
+        for task in (reader, writer):
+            task.cancel()
+        for task in (reader, writer):
+            with contextlib.suppress(BaseException):
+                await task
+
+
+async def _read(
+    socket: WebSocket, session: DuplexSession, ledger: PlaybackLedger, max_frame: int
+) -> None:
+    while True:
+        message = await socket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        data, text = message.get("bytes"), message.get("text")
+        if data is not None:
+            if len(data) > max_frame:
+                raise Closed(errors.TOO_BIG, f"frame over {max_frame} bytes")
+            if len(data) % 2:
+                raise Closed(errors.BAD_DATA, "frames must be whole PCM16 samples")
+            pcm = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+            await session.feed(pcm)
+        elif text is not None:
+            if len(text) > max_frame:
+                raise Closed(errors.TOO_BIG, f"message over {max_frame} bytes")
+            _control(text, session, ledger)
+
+
+def _control(text: str, session: DuplexSession, ledger: PlaybackLedger) -> None:
+    try:
+        command = json.loads(text)
+        kind = command["type"]
+    except (ValueError, KeyError, TypeError):
+        raise Closed(errors.BAD_DATA, "text messages must be JSON with a type") from None
+    if kind == "played":
+        count = command.get("samples")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise Closed(errors.BAD_DATA, "played.samples must be a non-negative integer")
+        session.played(ledger.take(count))
+    elif kind == "end":
+        raise Closed(1000, "ended by the client")
+    else:
+        raise Closed(errors.BAD_DATA, f"unknown message type {kind!r}")
+
+
+async def _write(socket: WebSocket, session: DuplexSession, ledger: PlaybackLedger) -> None:
+    metrics = socket.app.state.metrics
+    endpointing: float | None = None
+    seq = 0
+    while True:
+        event = await session.events.get()
+        await socket.send_json(_message(event, seq))
+        if event.kind == "audio" and event.audio is not None:
+            ledger.sent(event.audio)
+            await socket.send_bytes(_pcm16(event.audio))
+            seq += 1
+        elif event.kind == "speech_ended":
+            endpointing = event.metadata.get("endpointing_ms")
+        elif event.kind == "interrupted":
+            ledger.clear()
+        elif event.kind == "turn_finished":
+            metrics.record_turn(event.metadata.get("mode", "?"), event.metadata, endpointing)
+        elif event.kind == "error":
+            metrics.errors.labels((event.text or "error").split(":")[0]).inc()

@@ -1,0 +1,162 @@
+"""REST: conversations, a voice message in → the spoken reply out, history, readiness, metrics."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from coda.core.models import VoiceMessage, VoiceProcessingMode, VoiceResponse, new_id
+from coda.server.auth import require_key
+from coda.voice.manager import VoiceManager
+
+router = APIRouter(dependencies=[Depends(require_key)])
+
+
+class NewConversation(BaseModel):
+    """Body of ``POST /v1/conversations``."""
+
+    conversation_id: str | None = Field(default=None, max_length=128, pattern=r"^[\w.:-]+$")
+
+
+class TextMessage(BaseModel):
+    """A typed turn (JSON body of ``POST .../messages``)."""
+
+    text: str = Field(min_length=1, max_length=4000)
+
+
+def _voice(request: Request) -> VoiceManager:
+    voice: VoiceManager = request.app.state.voice
+    if not voice.engine.initialized:
+        raise HTTPException(503, "the models are still loading; see /ready")
+    return voice
+
+
+def response_json(response: VoiceResponse) -> dict[str, Any]:
+    """A ``VoiceResponse`` as JSON, its WAV audio in base64."""
+    return {
+        "conversation_id": response.conversation_id,
+        "text": response.text_content,
+        "mode": response.processing_mode.value if response.processing_mode else None,
+        "processing_time_ms": response.processing_time,
+        "scores": response.get_quality_metrics()
+        | {"audio_quality_score": response.audio_quality_score},
+        "metadata": response.metadata,
+        "audio_wav_base64": base64.b64encode(response.audio_data).decode()
+        if response.audio_data
+        else None,
+    }
+
+
+@router.get("/ready", tags=["operations"])
+async def ready(request: Request) -> Response:
+    """Readiness: 200 once the models are loaded, 503 before."""
+    voice: VoiceManager = request.app.state.voice
+    loading = request.app.state.loading
+    if voice.engine.initialized:
+        return Response('{"status": "ready"}', 200, media_type="application/json")
+    if loading.done() and loading.exception() is not None:
+        return Response('{"status": "failed"}', 503, media_type="application/json")
+    return Response('{"status": "loading"}', 503, media_type="application/json")
+
+
+@router.get("/metrics", tags=["operations"])
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (text exposition format)."""
+    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+@router.post("/v1/conversations", status_code=201, tags=["conversations"])
+async def create_conversation(request: Request, body: NewConversation) -> dict[str, str]:
+    """Start a conversation (with a fresh id unless one is given)."""
+    voice = _voice(request)
+    state = await voice.start_conversation(body.conversation_id or new_id("conv"))
+    return {"conversation_id": state.conversation_id}
+
+
+@router.delete("/v1/conversations/{conversation_id}", status_code=204, tags=["conversations"])
+async def end_conversation(request: Request, conversation_id: str) -> Response:
+    """End a conversation (its history stays)."""
+    voice = _voice(request)
+    if await voice.get_conversation_state(conversation_id) is None:
+        raise HTTPException(404, f"no conversation {conversation_id!r}")
+    await voice.end_conversation(conversation_id)
+    return Response(status_code=204)
+
+
+@router.get("/v1/conversations/{conversation_id}/messages", tags=["conversations"])
+async def history(
+    request: Request, conversation_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
+    """The conversation's turns, oldest first."""
+    state = await _voice(request).get_conversation_state(conversation_id)
+    if state is None:
+        raise HTTPException(404, f"no conversation {conversation_id!r}")
+    turns = [
+        {
+            "user_text": t.user_text,
+            "assistant_text": t.assistant_text,
+            "mode": t.mode.value,
+            "timestamp": t.timestamp,
+            "message_id": t.message_id,
+        }
+        for t in state.turns[-limit:]
+    ]
+    return {"conversation_id": conversation_id, "is_active": state.is_active, "turns": turns}
+
+
+@router.post(
+    "/v1/conversations/{conversation_id}/messages",
+    tags=["conversations"],
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": TextMessage.model_json_schema()},
+            }
+        }
+    },
+)
+async def post_message(
+    request: Request,
+    conversation_id: str,
+    mode: VoiceProcessingMode | None = None,
+) -> dict[str, Any]:
+    """Answer one message: audio (WAV, FLAC, MP3, OGG) or JSON ``{"text": ...}``.
+
+    Returns the reply: text, mode, timings and scores, and WAV audio in base64.
+    """
+    voice = _voice(request)
+    limit = request.app.state.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"upload over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise HTTPException(413, f"upload over {limit} bytes")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            typed = TextMessage.model_validate_json(bytes(body))
+        except PydanticValidationError as exc:
+            raise HTTPException(
+                422, f'expected {{"text": ...}}: {exc.errors()[0]["msg"]}'
+            ) from None
+        message = VoiceMessage(conversation_id, b"", text_content=typed.text)
+    else:
+        message = VoiceMessage(conversation_id, bytes(body))
+    metrics = request.app.state.metrics
+    try:
+        response = await voice.process_voice_message(message, mode)
+    except Exception as error:
+        metrics.errors.labels(type(error).__name__).inc()
+        raise
+    metrics.record_turn(
+        response.processing_mode.value if response.processing_mode else "?", response.metadata, None
+    )
+    return response_json(response)

@@ -1,0 +1,109 @@
+"""Server settings: a TOML file, then ``CODA_*`` environment variables, then flags.
+
+Lists (API keys, origins) may be given as TOML arrays or as comma-separated
+strings in the environment, e.g. ``CODA_API_KEYS=key1,key2``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from coda.core.config import LLMConfig, MoshiConfig, VoiceConfig
+from coda.core.models import VoiceProcessingMode
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class ServerSettings(BaseSettings):
+    """Everything ``coda serve`` reads.
+
+    Attributes:
+        host: Interface to listen on.
+        port: TCP port.
+        api_keys: Accepted API keys, in plain text (hashed at start-up, never kept).
+        api_key_hashes: Accepted keys as SHA-256 hex digests (for config files).
+        rate_limit_per_minute: Requests (and socket openings) per key per minute.
+        max_upload_bytes: Largest audio upload.
+        max_frame_bytes: Largest websocket message.
+        max_session_seconds: Longest websocket session.
+        max_sessions: Concurrent websocket sessions.
+        allowed_origins: Browser origins allowed (CORS and websockets); empty
+            allows only the server's own origin.
+        llm, llm_model, llm_url: The language model (as ``coda --llm``).
+        moshi_url: A Moshi server, if any.
+        store: SQLite file for conversations (None: the default).
+        models: Folder for assembled models (None: the default).
+        default_mode: Processing mode for turns that name none.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CODA_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=1, le=65535)
+    api_keys: CommaList = Field(default_factory=list)
+    api_key_hashes: CommaList = Field(default_factory=list)
+    rate_limit_per_minute: int = Field(default=120, ge=1)
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_frame_bytes: int = Field(default=16384, ge=64)
+    max_session_seconds: float = Field(default=1800.0, gt=0)
+    max_sessions: int = Field(default=32, ge=1)
+    allowed_origins: CommaList = Field(default_factory=list)
+    llm: str = "auto"
+    llm_model: str | None = None
+    llm_url: str | None = None
+    moshi_url: str | None = None
+    store: str | None = None
+    models: str | None = None
+    default_mode: VoiceProcessingMode = VoiceProcessingMode.ADAPTIVE
+
+    @field_validator("api_keys", "api_key_hashes", "allowed_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def voice_config(self) -> VoiceConfig:
+        """The engine's configuration."""
+        llm = None
+        if self.llm != "auto" or self.llm_model or self.llm_url:
+            llm = LLMConfig(provider=self.llm, model=self.llm_model, base_url=self.llm_url)
+        return VoiceConfig(
+            llm=llm,
+            moshi=MoshiConfig(server_url=self.moshi_url),
+            store_path=self.store,
+            model_cache_dir=self.models,
+            default_mode=self.default_mode,
+        )
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> ServerSettings:
+    """Settings from ``path`` (TOML), the environment, then ``overrides`` (highest)."""
+
+    class FromFile(ServerSettings):
+        model_config = SettingsConfigDict(env_prefix="CODA_", extra="forbid", toml_file=path)
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+            return (*sources, TomlConfigSettingsSource(settings_cls)) if path else sources
+
+    settings = FromFile(**{k: v for k, v in overrides.items() if v is not None})
+    return ServerSettings.model_validate(settings.model_dump())

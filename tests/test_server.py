@@ -1,0 +1,265 @@
+"""`coda serve` as a real process on loopback: REST, the live websocket, security, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from coda.server.security import digest
+from tests.conftest import Say, Speak, free_port, wer
+
+KEY = "test-key-0123456789"
+LIMITED_KEY = "limited-key-0123456789"
+RATE_LIMIT = 300
+MAX_UPLOAD = 512 * 1024
+
+
+@dataclass
+class Server:
+    """A running ``coda serve``."""
+
+    url: str
+    ws_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def headers(self, key: str = KEY) -> dict[str, str]:
+        return {"X-API-Key": key}
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the session, with its own store, keys and limits."""
+    folder = tmp_path_factory.mktemp("server")
+    port = free_port()
+    config = folder / "coda.toml"
+    config.write_text(
+        f'api_key_hashes = ["{digest(LIMITED_KEY)}"]\n'
+        f"rate_limit_per_minute = {RATE_LIMIT}\n"
+        f"max_upload_bytes = {MAX_UPLOAD}\n"
+        "max_frame_bytes = 8192\n"
+        'llm = "llamacpp"\n'
+        f'store = "{folder / "server.sqlite3"}"\n'
+    )
+    log = folder / "server.log"
+    env = {**os.environ, "CODA_API_KEYS": KEY, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "coda.cli", "--log-level", "INFO", "serve"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "--config", str(config), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    running = Server(url, f"ws://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"{url}/ready", headers=running.headers(), timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"coda serve did not get ready:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield running
+    process.terminate()
+    process.wait(15)
+
+
+async def _frames(audio: np.ndarray, rate: int = 16000, ms: int = 20) -> list[bytes]:
+    step = rate * ms // 1000
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    return [pcm[i : i + step].tobytes() for i in range(0, len(pcm) - step + 1, step)]
+
+
+async def converse(server: Server, conversation_id: str, speech: np.ndarray) -> list[Any]:
+    """Stream ``speech`` + silence as 20 ms frames; play replies at once; events until ``turn``."""
+    audio = np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(24000, np.float32)])
+    received: list[Any] = []
+    url = f"{server.ws_url}/v1/conversations/{conversation_id}/stream?rate=16000&api_key={KEY}"
+    async with connect(url) as socket:
+        received.append(json.loads(await socket.recv()))
+
+        async def send() -> None:
+            for frame in await _frames(audio):
+                await socket.send(frame)
+                await asyncio.sleep(0.005)
+            while True:  # the microphone keeps sending silence
+                await socket.send(bytes(640))
+                await asyncio.sleep(0.02)
+
+        sender = asyncio.create_task(send())
+        try:
+            async with asyncio.timeout(120):
+                while True:
+                    message = await socket.recv()
+                    if isinstance(message, bytes):
+                        received.append(message)
+                        await socket.send(
+                            json.dumps({"type": "played", "samples": len(message) // 2})
+                        )
+                        continue
+                    event = json.loads(message)
+                    received.append(event)
+                    if event["type"] in ("turn", "error"):
+                        break
+        finally:
+            sender.cancel()
+        await socket.send(json.dumps({"type": "end"}))
+    return received
+
+
+async def test_health_needs_no_key_and_everything_else_does(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        assert (await client.get("/health")).json() == {"status": "ok"}
+        assert (await client.get("/ready")).status_code == 401
+        wrong = await client.post("/v1/conversations", json={}, headers=server.headers("nope"))
+        assert wrong.status_code == 401
+        assert "API key" in wrong.json()["detail"]
+        hashed = await client.get("/ready", headers=server.headers(LIMITED_KEY))
+        assert hashed.status_code == 200  # a key configured only by its digest
+
+
+async def test_rest_conversation_round_trip(server: Server, speak: Speak) -> None:
+    headers = server.headers()
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+        created = await client.post("/v1/conversations", json={}, headers=headers)
+        assert created.status_code == 201
+        cid = created.json()["conversation_id"]
+        question = "What is the capital of France?"
+        reply = await client.post(
+            f"/v1/conversations/{cid}/messages",
+            content=await speak(question),
+            headers={**headers, "Content-Type": "audio/wav"},
+        )
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert wer(question, body["metadata"]["transcript"]) <= 0.1
+        assert "paris" in body["text"].lower()
+        audio, rate = sf.read(io.BytesIO(base64.b64decode(body["audio_wav_base64"])))
+        assert rate == 24000 and len(audio) / rate > 0.5
+        assert body["metadata"]["timings_ms"]["first_audio"] > 0
+        history = (await client.get(f"/v1/conversations/{cid}/messages", headers=headers)).json()
+        assert [t["user_text"] for t in history["turns"]] == [body["metadata"]["transcript"]]
+        assert (await client.delete(f"/v1/conversations/{cid}", headers=headers)).status_code == 204
+        missing = await client.get("/v1/conversations/nope/messages", headers=headers)
+        assert missing.status_code == 404
+        bad = await client.post(
+            f"/v1/conversations/{cid}-2/messages",
+            content=b"RIFF not really a wav",
+            headers={**headers, "Content-Type": "audio/wav"},
+        )
+        assert bad.status_code == 422 and bad.json()["error"] == "ValidationError"
+        assert "Traceback" not in bad.text
+
+
+async def test_oversized_upload_is_413(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        big = await client.post(
+            "/v1/conversations/big/messages",
+            content=bytes(MAX_UPLOAD + 1),
+            headers={**server.headers(), "Content-Type": "audio/wav"},
+        )
+        assert big.status_code == 413
+
+
+async def test_websocket_turn_in_order(server: Server, say: Say) -> None:
+    question = "What is the capital of France?"
+    events = await converse(server, "ws-france", await say(question))
+    kinds = [e["type"] if isinstance(e, dict) else "pcm" for e in events]
+    assert kinds[0] == "ready" and events[0]["output_rate"] == 24000
+    assert kinds[-1] == "turn", events[-1]
+    order = [
+        kinds.index(k) for k in ("speech_started", "speech_ended", "transcript", "text", "audio")
+    ]
+    assert order == sorted(order)
+    transcript = next(e for e in events if isinstance(e, dict) and e["type"] == "transcript")
+    assert wer(question, transcript["text"]) <= 0.1
+    # Every audio header is followed by its PCM16 payload of the announced length.
+    for index, kind in enumerate(kinds):
+        if kind == "audio":
+            assert kinds[index + 1] == "pcm"
+            assert len(events[index + 1]) == 2 * events[index]["samples"]
+    turn = events[-1]
+    assert "paris" in turn["reply_text"].lower() and turn["timings_ms"]["first_audio"] > 0
+    assert not turn["interrupted"]
+
+
+async def test_metrics_after_a_turn(server: Server, say: Say) -> None:
+    await converse(server, "ws-metrics", await say("Hello there."))
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        text = (await client.get("/metrics", headers=server.headers())).text
+    for stage in ("endpointing", "asr", "llm_first_token", "tts_first_chunk", "end_to_end"):
+        assert f'coda_turn_stage_seconds_count{{stage="{stage}"}}' in text, stage
+    assert "coda_turns_total" in text and "coda_active_sessions" in text
+
+
+async def test_bad_frames_close_only_their_socket(server: Server) -> None:
+    base = f"{server.ws_url}/v1/conversations/{{}}/stream?rate=16000&api_key={KEY}"
+    async with connect(base.format("healthy")) as healthy:
+        await healthy.recv()
+        for payload, code in ((b"\x01\x02\x03", 1003), (bytes(9000), 1009), ("not json", 1003)):
+            async with connect(base.format(f"bad-{code}")) as bad:
+                await bad.recv()
+                await bad.send(payload)
+                with pytest.raises(ConnectionClosed) as closed:
+                    await asyncio.wait_for(bad.recv(), 10)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+        await healthy.send(bytes(640))  # the other session is unaffected
+        await healthy.send(json.dumps({"type": "played", "samples": 0}))
+        await healthy.ping()
+    with pytest.raises(ConnectionClosed) as refused:
+        async with connect(base.format("nokey").replace(KEY, "wrong")) as socket:
+            await socket.recv()
+    assert refused.value.rcvd is not None and refused.value.rcvd.code == 1008
+
+
+async def test_twenty_concurrent_sockets(server: Server) -> None:
+    async def session(index: int) -> int:
+        url = f"{server.ws_url}/v1/conversations/many-{index}/stream?rate=16000&api_key={KEY}"
+        async with connect(url) as socket:
+            ready = json.loads(await socket.recv())
+            assert ready["type"] == "ready"
+            for _ in range(25):  # half a second of quiet room noise
+                noise = np.random.default_rng(index).normal(0, 300, 320).astype("<i2")
+                await socket.send(noise.tobytes())
+            await socket.send(json.dumps({"type": "end"}))
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(socket.recv(), 10)
+            assert closed.value.rcvd is not None
+            return closed.value.rcvd.code
+
+    codes = await asyncio.gather(*(session(i) for i in range(20)))
+    assert codes == [1000] * 20
+
+
+async def test_rate_limit_is_per_key(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        statuses = [
+            (await client.get("/ready", headers=server.headers(LIMITED_KEY))).status_code
+            for _ in range(RATE_LIMIT + 5)
+        ]
+        assert 429 in statuses and statuses.index(429) >= RATE_LIMIT - 5
+        limited = await client.get("/ready", headers=server.headers(LIMITED_KEY))
+        assert limited.status_code == 429 and "Retry-After" in limited.headers
+        assert (await client.get("/ready", headers=server.headers())).status_code == 200
