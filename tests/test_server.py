@@ -263,3 +263,12 @@ async def test_rate_limit_is_per_key(server: Server) -> None:
         limited = await client.get("/ready", headers=server.headers(LIMITED_KEY))
         assert limited.status_code == 429 and "Retry-After" in limited.headers
         assert (await client.get("/ready", headers=server.headers())).status_code == 200
+
+
+def test_logs_are_json_with_conversation_ids(server: Server) -> None:
+    entries = [
+        json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")
+    ]
+    assert entries and all({"time", "level", "logger", "message"} <= e.keys() for e in entries)
+    opened = [e for e in entries if e["message"].startswith("session opened")]
+    assert {e["conversation_id"] for e in opened} >= {"ws-france", "healthy"}

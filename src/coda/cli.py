@@ -157,9 +157,11 @@ async def _setup(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from coda.server import logs
     from coda.server.app import create_app
     from coda.server.settings import load_settings
 
+    logs.configure(args.log_level)
     try:
         settings = load_settings(
             args.config,

@@ -19,7 +19,7 @@ import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from coda.core.models import VoiceProcessingMode
-from coda.server import errors
+from coda.server import errors, logs
 from coda.server.auth import check
 from coda.streaming.duplex import DuplexSession, SessionEvent
 
@@ -143,6 +143,8 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
         await socket.close(closed.code, closed.reason)
         return
     voice = app.state.voice
+    logs.conversation_id.set(conversation_id)
+    log.info("session opened at %d Hz", rate)
     app.state.sessions += 1
     app.state.metrics.active_sessions.inc()
     session: DuplexSession | None = None

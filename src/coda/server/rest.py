@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from coda.core.models import VoiceMessage, VoiceProcessingMode, VoiceResponse, new_id
+from coda.server import logs
 from coda.server.auth import require_key
 from coda.voice.manager import VoiceManager
 
@@ -131,6 +132,7 @@ async def post_message(
     Returns the reply: text, mode, timings and scores, and WAV audio in base64.
     """
     voice = _voice(request)
+    logs.conversation_id.set(conversation_id)
     limit = request.app.state.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
