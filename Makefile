@@ -13,7 +13,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint models clean
+.PHONY: run serve test lint models clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,17 @@ $(MOSHI_VENV)/.stamp: tests/moshi-server-requirements.txt
 models: $(VENV)/.stamp-run
 	$(BIN)/coda setup
 
+# `make run` holds the sample conversation; `make run SERVE=1` (or `make serve`)
+# starts the server and browser client instead (CODA_API_KEYS sets the keys).
 run: models
+ifeq ($(SERVE),1)
+	$(BIN)/coda serve
+else
 	$(BIN)/coda chat samples/conversation/*.wav --out out/conversation
+endif
+
+serve: models
+	$(BIN)/coda serve
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff format --check src tests examples

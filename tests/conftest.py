@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from coda.audio.decode import decode_audio, resample
 from coda.audio.encode import encode_wav
 from coda.providers.stt.faster_whisper import FasterWhisperSTT
 from coda.providers.tts.piper import PiperTTS
+from coda.server.security import digest
 from coda.testing.moshi_peer import TinyMoshiServer
 from coda.voice import LLMConfig, STTConfig, TTSConfig, VoiceConfig, VoiceManager
 
@@ -199,3 +201,66 @@ def llama_server(qwen_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+# -- the server (`coda serve` as a real process) ------------------------------------------
+
+KEY = "test-key-0123456789"
+LIMITED_KEY = "limited-key-0123456789"
+RATE_LIMIT = 300
+MAX_UPLOAD = 512 * 1024
+
+
+@dataclass
+class Server:
+    """A running ``coda serve``."""
+
+    url: str
+    ws_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def headers(self, key: str = KEY) -> dict[str, str]:
+        return {"X-API-Key": key}
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the session, with its own store, keys and limits."""
+    folder = tmp_path_factory.mktemp("server")
+    port = free_port()
+    config = folder / "coda.toml"
+    config.write_text(
+        f'api_key_hashes = ["{digest(LIMITED_KEY)}"]\n'
+        f"rate_limit_per_minute = {RATE_LIMIT}\n"
+        f"max_upload_bytes = {MAX_UPLOAD}\n"
+        "max_frame_bytes = 8192\n"
+        'llm = "llamacpp"\n'
+        f'store = "{folder / "server.sqlite3"}"\n'
+    )
+    log = folder / "server.log"
+    env = {**os.environ, "CODA_API_KEYS": KEY, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "coda.cli", "--log-level", "INFO", "serve"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "--config", str(config), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    running = Server(url, f"ws://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"{url}/ready", headers=running.headers(), timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"coda serve did not get ready:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield running
+    process.terminate()
+    process.wait(15)
