@@ -240,10 +240,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     log = folder / "server.log"
     env = {**os.environ, "CODA_API_KEYS": KEY, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "coda.cli", "--log-level", "INFO", "serve"]
+    command = [sys.executable, "-m", "coda.cli", "--log-level", "INFO", "--config", str(config)]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*command, "--config", str(config), "--port", str(port)],
+            [*command, "serve", "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

@@ -9,13 +9,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from pydantic import ValidationError as PydanticValidationError
 from tqdm import tqdm
 
+from coda.server.settings import ServerSettings
 from coda.voice import (
-    LLMConfig,
-    MoshiConfig,
     VoiceConfig,
     VoiceManager,
     VoiceMessage,
@@ -67,17 +68,25 @@ class ProgressBars:
             bar.close()
 
 
-def _config(args: argparse.Namespace) -> VoiceConfig:
-    llm = None
-    if args.llm != "auto" or args.llm_model or args.llm_url:
-        llm = LLMConfig(provider=args.llm, model=args.llm_model, base_url=args.llm_url)
-    return VoiceConfig(
-        llm=llm,
-        moshi=MoshiConfig(server_url=args.moshi_url),
-        store_path=args.store,
-        model_cache_dir=args.models,
-        log_level=args.log_level,
+def _settings(args: argparse.Namespace) -> ServerSettings:
+    """Every command's settings: ``--config`` (TOML), then ``CODA_*``, then flags."""
+    from coda.server.settings import load_settings
+
+    return load_settings(
+        args.config,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        llm=args.llm,
+        llm_model=args.llm_model,
+        llm_url=args.llm_url,
+        moshi_url=args.moshi_url,
+        store=args.store,
+        models=args.models,
     )
+
+
+def _config(args: argparse.Namespace) -> VoiceConfig:
+    return replace(_settings(args).voice_config(), log_level=args.log_level)
 
 
 def _format_timings(timings: dict[str, float]) -> str:
@@ -159,24 +168,9 @@ async def _serve(args: argparse.Namespace) -> int:
 
     from coda.server import logs
     from coda.server.app import create_app
-    from coda.server.settings import load_settings
 
     logs.configure(args.log_level)
-    try:
-        settings = load_settings(
-            args.config,
-            host=args.host,
-            port=args.port,
-            llm=args.llm if args.llm != "auto" else None,
-            llm_model=args.llm_model,
-            llm_url=args.llm_url,
-            moshi_url=args.moshi_url,
-            store=args.store,
-            models=args.models,
-        )
-    except (OSError, ValueError) as exc:
-        print(f"coda serve: bad configuration: {exc}", file=sys.stderr)
-        return 2
+    settings = _settings(args)
     app = create_app(settings)
     print(f"Coda is listening on http://{settings.host}:{settings.port}/ (API docs at /docs)")
     server = uvicorn.Server(
@@ -223,7 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("CODA_LOG_LEVEL", "WARNING"))
     parser.add_argument("--store", help="SQLite file for conversations")
     parser.add_argument("--models", help="folder for assembled models")
-    parser.add_argument("--llm", default="auto", choices=["auto", "llamacpp", "ollama", "openai"])
+    parser.add_argument(
+        "--config", type=Path, help="TOML settings file (CODA_* variables and flags override it)"
+    )
+    parser.add_argument("--llm", choices=["auto", "llamacpp", "ollama", "openai"])
     parser.add_argument("--llm-model", help="model name (remote) or GGUF path (llamacpp)")
     parser.add_argument("--llm-url", help="server URL for ollama/openai")
     parser.add_argument(
@@ -241,7 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("setup", help="assemble and verify the embedded models")
 
     serve = commands.add_parser("serve", help="the REST + websocket server and browser client")
-    serve.add_argument("--config", type=Path, help="TOML settings file (CODA_* env overrides it)")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 8700)")
 
@@ -275,6 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"chat": _chat, "setup": _setup, "bench": _bench, "serve": _serve}[args.command]
     try:
         return asyncio.run(handler(args))
+    except (PydanticValidationError, OSError) as exc:
+        print(f"coda {args.command}: bad configuration: {exc}", file=sys.stderr)
+        return 2
     except VoiceProcessingError as exc:
         print(f"coda {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
