@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from coda.memory.embedder import DIMENSIONS
-from coda.worker import WorkerThread
+from coda.store.database import SQLiteDatabase
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS memories (
@@ -107,36 +107,23 @@ class SQLiteMemoryStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._worker = WorkerThread("memory")
+        self._database = SQLiteDatabase(
+            path, _SCHEMA, "memory", lambda: RuntimeError("the memory store is closed")
+        )
         self._indexes: dict[str, _Index] = {}
 
     async def open(self) -> None:
         """Open (and create if needed) the database."""
-        if self._db is None:
-            self._db = await self._worker.run(self._open)
-
-    def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(_SCHEMA)
-        return db
+        await self._database.open()
 
     async def close(self) -> None:
         """Close the database and drop the indexes."""
-        db, self._db = self._db, None
-        if db is not None:
-            await self._worker.run(db.close)
+        await self._database.close()
         self._indexes.clear()
-        self._worker.shutdown()
-        self._worker = WorkerThread("memory")
 
     @property
     def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("the memory store is closed")
-        return self._db
+        return self._database.connection
 
     def _index(self, scope: str) -> _Index:
         index = self._indexes.get(scope)
@@ -176,7 +163,7 @@ class SQLiteMemoryStore:
         towards 1 by ``learning_rate``.
         """
         vector = np.asarray(embedding, np.float32).reshape(DIMENSIONS)
-        return await self._worker.run(
+        return await self._database.run(
             self._remember, scope, kind, text, vector, merge_above, learning_rate
         )
 
@@ -221,7 +208,7 @@ class SQLiteMemoryStore:
 
     async def add_many(self, scope: str, kind: str, texts: list[str], vectors: np.ndarray) -> None:
         """Bulk insert without duplicate checks (imports and benchmarks)."""
-        await self._worker.run(self._add_many, scope, kind, texts, vectors)
+        await self._database.run(self._add_many, scope, kind, texts, vectors)
 
     def _add_many(self, scope: str, kind: str, texts: list[str], vectors: np.ndarray) -> None:
         now = time.time()
@@ -241,7 +228,7 @@ class SQLiteMemoryStore:
     async def search(self, scope: str, query: np.ndarray, limit: int) -> list[Found]:
         """The ``limit`` most similar memories of ``scope``, most similar first."""
         vector = np.asarray(query, np.float32).reshape(DIMENSIONS)
-        return await self._worker.run(self._search, scope, vector, limit)
+        return await self._database.run(self._search, scope, vector, limit)
 
     def _search(self, scope: str, vector: np.ndarray, limit: int) -> list[Found]:
         index = self._index(scope)
@@ -263,7 +250,7 @@ class SQLiteMemoryStore:
             )
 
         if ids:
-            await self._worker.run(update)
+            await self._database.run(update)
 
     async def count(self, scope: str | None = None) -> int:
         """How many memories (in ``scope``, or in all)."""
@@ -277,4 +264,4 @@ class SQLiteMemoryStore:
                 ).fetchone()
             return int(row[0])
 
-        return await self._worker.run(count)
+        return await self._database.run(count)

@@ -15,7 +15,7 @@ from typing import Any
 
 from coda.core.errors import ConversationError
 from coda.core.models import ConversationState, ConversationTurn, VoiceProcessingMode
-from coda.worker import WorkerThread
+from coda.store.database import SQLiteDatabase
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -45,35 +45,24 @@ class ConversationStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._worker = WorkerThread("store")
+        self._database = SQLiteDatabase(
+            path,
+            _SCHEMA,
+            "store",
+            lambda: ConversationError("the conversation store is closed: call initialize()"),
+        )
 
     async def open(self) -> None:
         """Open (and create if needed) the database."""
-        if self._db is None:
-            self._db = await self._worker.run(self._open)
-
-    def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(_SCHEMA)
-        return db
+        await self._database.open()
 
     async def close(self) -> None:
         """Close the database."""
-        db, self._db = self._db, None
-        if db is not None:
-            await self._worker.run(db.close)
-        self._worker.shutdown()
+        await self._database.close()
 
     @property
     def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise ConversationError("the conversation store is closed: call initialize()")
-        return self._db
+        return self._database.connection
 
     async def create(self, conversation_id: str) -> ConversationState:
         """Record a new conversation.
@@ -94,12 +83,12 @@ class ConversationStore:
                     f"conversation {conversation_id!r} already exists; use a new id"
                 ) from exc
 
-        await self._worker.run(insert)
+        await self._database.run(insert)
         return state
 
     async def load(self, conversation_id: str, max_turns: int) -> ConversationState | None:
         """The conversation with its latest ``max_turns`` turns, or None if unknown."""
-        return await self._worker.run(self._load, conversation_id, max_turns)
+        return await self._database.run(self._load, conversation_id, max_turns)
 
     def _load(self, conversation_id: str, max_turns: int) -> ConversationState | None:
         row = self._conn.execute(
@@ -163,7 +152,7 @@ class ConversationStore:
                     ),
                 )
 
-        await self._worker.run(write)
+        await self._database.run(write)
 
     async def end(self, conversation_id: str) -> None:
         """Mark the conversation ended."""
@@ -175,7 +164,7 @@ class ConversationStore:
                 (now, now, conversation_id),
             )
 
-        await self._worker.run(update)
+        await self._database.run(update)
 
     async def count_turns(self, conversation_id: str) -> int:
         """How many turns the conversation has in total."""
@@ -186,4 +175,4 @@ class ConversationStore:
             ).fetchone()
             return int(row[0])
 
-        return await self._worker.run(count)
+        return await self._database.run(count)

@@ -21,11 +21,10 @@ from typing import Any, Literal, TypeVar, get_args
 
 from coda.core.errors import SyncError
 from coda.core.models import new_id
-from coda.worker import WorkerThread
+from coda.store.database import MEMORY, SQLiteDatabase
 
 Role = Literal["user", "assistant"]
 Source = Literal["voice", "text"]
-MEMORY = ":memory:"
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -109,33 +108,20 @@ class TextConversationManager:
 
     def __init__(self, path: str | Path = MEMORY) -> None:
         self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._worker: WorkerThread | None = None
+        self._database = SQLiteDatabase(
+            path,
+            _SCHEMA,
+            "text-conversations",
+            lambda: SyncError("the text conversation store is closed: call open()"),
+        )
 
     async def open(self) -> None:
         """Open (and create if needed) the database; a no-op when already open."""
-        if self._db is None:
-            self._worker = self._worker or WorkerThread("text-conversations")
-            self._db = await self._worker.run(self._open)
-
-    def _open(self) -> sqlite3.Connection:
-        target = str(self.path)
-        if target != MEMORY:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(target, check_same_thread=False, isolation_level=None, timeout=10)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
-        return db
+        await self._database.open()
 
     async def close(self) -> None:
         """Close the database and stop the worker thread."""
-        db, self._db = self._db, None
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            if db is not None:
-                await worker.run(db.close)
-            worker.shutdown()
+        await self._database.close()
 
     async def __aenter__(self) -> TextConversationManager:
         await self.open()
@@ -146,14 +132,10 @@ class TextConversationManager:
 
     @property
     def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise SyncError("the text conversation store is closed: call open()")
-        return self._db
+        return self._database.connection
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        if self._worker is None or self._db is None:
-            raise SyncError("the text conversation store is closed: call open()")
-        return await self._worker.run(fn)
+        return await self._database.run(fn)
 
     async def add_message(self, conversation_id: str, message: TextMessage) -> TextMessage:
         """Append a message to a conversation, in one transaction.
