@@ -36,6 +36,7 @@ from coda.core.models import (
 from coda.integrations.memory import user_words
 from coda.memory.embedder import MiniLMEmbedder
 from coda.providers.base import GenerationRequest, GenerationStats, LanguageModel
+from coda.tools.builtin import default_registry
 from coda.tools.registry import Tool, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,6 @@ class VoiceToolsIntegration:
         llm_config: LLMConfig | None = None,
         answer: Answer | None = None,
     ) -> None:
-        from coda.tools.builtin import default_registry
-
         self.tools_manager = tools_manager or default_registry()
         self.config = config or VoiceToolsConfig()
         self.llm = llm
