@@ -175,7 +175,11 @@ async def _serve(args: argparse.Namespace) -> int:
     print(f"Coda is listening on http://{settings.host}:{settings.port}/ (API docs at /docs)")
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level="info", ws="websockets"
+            app,
+            host=settings.host,
+            port=settings.port,
+            ws="websockets-sansio",
+            log_config=None,  # keep the JSON logs configured above
         )
     )
     await server.serve()
