@@ -153,6 +153,9 @@ async def test_metrics_after_a_turn(server: Server, say: Say) -> None:
     for stage in ("endpointing", "asr", "llm_first_token", "tts_first_chunk", "end_to_end"):
         assert f'coda_turn_stage_seconds_count{{stage="{stage}"}}' in text, stage
     assert "coda_turns_total" in text and "coda_active_sessions" in text
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        again = (await client.get("/metrics", headers=server.headers())).text
+    assert 'coda_http_requests_total{route="/metrics",status="200"}' in again
 
 
 async def test_bad_frames_close_only_their_socket(server: Server) -> None:

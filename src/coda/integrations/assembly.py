@@ -19,7 +19,6 @@ from coda.integrations.tools import VoiceToolsIntegration
 from coda.memory.embedder import MiniLMEmbedder
 from coda.memory.store import SQLiteMemoryStore
 from coda.personality.store import PersonalityStore
-from coda.sync.text_conversations import TextConversationManager
 from coda.sync.voice_sync import VoiceConversationSync
 from coda.tools.builtin import default_registry
 
@@ -73,7 +72,7 @@ def build_integrations(
         else None
     )
     sync = (
-        VoiceConversationSync(TextConversationManager(path), sync_config)
+        VoiceConversationSync(None, sync_config, store_path=path)  # owns its text store
         if config.enable_conversation_sync
         else None
     )

@@ -94,7 +94,7 @@ class Integrations:
         return response
 
     async def close(self) -> None:
-        """Close the integrations' stores."""
-        for part in (self.memory, self.personality):
+        """Close the integrations' stores (the embedder closes with the memory)."""
+        for part in (self.memory, self.personality, self.sync):
             if part is not None:
                 await part.close()

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -91,6 +92,13 @@ def create_app(settings: ServerSettings, manager: VoiceManager | None = None) ->
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        app.state.metrics.http_requests.labels(route, str(response.status_code)).inc()
+        return response
 
     @app.exception_handler(VoiceProcessingError)
     async def typed_error(request: Request, error: VoiceProcessingError) -> JSONResponse:
