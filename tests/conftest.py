@@ -224,10 +224,9 @@ class Server:
         return {"X-API-Key": key}
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for the session, with its own store, keys and limits."""
-    folder = tmp_path_factory.mktemp("server")
+@contextlib.contextmanager
+def serving(folder: Path, extra_settings: str = "") -> Iterator[Server]:
+    """``coda serve`` as a real process, with its own store, keys and limits."""
     port = free_port()
     config = folder / "coda.toml"
     config.write_text(
@@ -236,7 +235,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         f"max_upload_bytes = {MAX_UPLOAD}\n"
         "max_frame_bytes = 8192\n"
         'llm = "llamacpp"\n'
-        f'store = "{folder / "server.sqlite3"}"\n'
+        f'store = "{folder / "server.sqlite3"}"\n' + extra_settings
     )
     log = folder / "server.log"
     env = {**os.environ, "CODA_API_KEYS": KEY, "HF_HUB_OFFLINE": "1"}
@@ -251,16 +250,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     url = f"http://127.0.0.1:{port}"
     running = Server(url, f"ws://127.0.0.1:{port}", process, log)
     deadline = time.monotonic() + 180
-    while True:
+    try:
+        while True:
+            try:
+                response = httpx.get(f"{url}/ready", headers=running.headers(), timeout=2)
+                if response.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"coda serve did not get ready:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield running
+    finally:
+        process.terminate()
         try:
-            if httpx.get(f"{url}/ready", headers=running.headers(), timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
             process.kill()
-            pytest.fail(f"coda serve did not get ready:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield running
-    process.terminate()
-    process.wait(15)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the session."""
+    with serving(tmp_path_factory.mktemp("server")) as running:
+        yield running

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import soundfile as sf
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from coda.testing.moshi_peer import TinyMoshiServer
 from tests.conftest import (
     KEY,
     LIMITED_KEY,
@@ -23,6 +25,7 @@ from tests.conftest import (
     Say,
     Server,
     Speak,
+    serving,
     wer,
 )
 
@@ -216,3 +219,44 @@ def test_logs_are_json_with_conversation_ids(server: Server) -> None:
     assert entries and all({"time", "level", "logger", "message"} <= e.keys() for e in entries)
     opened = [e for e in entries if e["message"].startswith("session opened")]
     assert {e["conversation_id"] for e in opened} >= {"ws-france", "healthy"}
+
+
+async def test_moshi_only_needs_a_moshi_server(server: Server) -> None:
+    url = f"{server.ws_url}/v1/conversations/m/stream?rate=16000&mode=moshi_only&api_key={KEY}"
+    async with connect(url) as socket:
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    assert "Moshi" in closed.value.rcvd.reason
+
+
+async def test_moshi_only_live_call(
+    moshi_server: TinyMoshiServer, tmp_path: Path, say: Say
+) -> None:
+    """The websocket bridged to the genuine Moshi server: Moshi's voice streams back."""
+    with serving(tmp_path, f'moshi_url = "{moshi_server.url}"\n') as moshi_coda:
+        url = (
+            f"{moshi_coda.ws_url}/v1/conversations/call/stream"
+            f"?rate=16000&mode=moshi_only&api_key={KEY}"
+        )
+        speech = await say("Hello there, how are you?")
+        async with connect(url) as socket:
+            ready = json.loads(await socket.recv())
+            assert ready["type"] == "ready" and ready["output_rate"] == 24000
+            for frame in await _frames(np.concatenate([speech, np.zeros(16000, np.float32)])):
+                await socket.send(frame)
+            headers, payloads, texts = [], [], []
+            async with asyncio.timeout(60):
+                while len(payloads) < 10:
+                    message = await socket.recv()
+                    if isinstance(message, bytes):
+                        payloads.append(message)
+                        continue
+                    event = json.loads(message)
+                    if event["type"] == "audio":
+                        headers.append(event)
+                    elif event["type"] == "text":
+                        texts.append(event["delta"])
+            await socket.send(json.dumps({"type": "end"}))
+        assert [len(p) for p in payloads] == [2 * h["samples"] for h in headers[:10]]
+        assert all(h["samples"] == 1920 for h in headers[:10])  # 80 ms Moshi frames

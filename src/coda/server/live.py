@@ -10,31 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from coda.core.models import VoiceProcessingMode
-from coda.server import errors, logs
+from coda.providers.s2s.moshi_live import MoshiLiveBridge
+from coda.server import errors, logs, moshi_stream
 from coda.server.auth import check
+from coda.server.frames import Closed, pcm16, read_pcm16
 from coda.streaming.duplex import DuplexSession, SessionEvent
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 MIN_RATE, MAX_RATE = 8000, 48000
-
-
-class Closed(Exception):
-    """Close the socket with ``code`` and ``reason``."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 class PlaybackLedger:
@@ -75,10 +68,6 @@ def _origin_allowed(socket: WebSocket) -> bool:
         return origin in allowed or "*" in allowed
     host = socket.headers.get("host", "")
     return origin.split("://", 1)[-1] == host
-
-
-def _pcm16(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
 def _message(event: SessionEvent, seq: int) -> dict[str, Any]:
@@ -148,19 +137,27 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
     app.state.sessions += 1
     app.state.metrics.active_sessions.inc()
     session: DuplexSession | None = None
+    bridge: MoshiLiveBridge | None = None
     try:
+        if mode is VoiceProcessingMode.MOSHI_ONLY:
+            bridge = await moshi_stream.open_bridge(voice.config.moshi, rate)
+            await _ready(socket, conversation_id, rate, moshi_stream.OUTPUT_RATE)
+            await _race(
+                moshi_stream.read(socket, bridge, settings.max_frame_bytes),
+                moshi_stream.write(socket, bridge),
+                settings.max_session_seconds,
+            )
+            return
         if await voice.get_conversation_state(conversation_id) is None:
             await voice.start_conversation(conversation_id)
         session = DuplexSession(voice.engine, conversation_id, rate, mode)
-        await socket.send_json(
-            {
-                "type": "ready",
-                "conversation_id": conversation_id,
-                "input_rate": rate,
-                "output_rate": voice.config.audio.sample_rate,
-            }
+        await _ready(socket, conversation_id, rate, voice.config.audio.sample_rate)
+        ledger = PlaybackLedger()
+        await _race(
+            _read(socket, session, ledger, settings.max_frame_bytes),
+            _write(socket, session, ledger),
+            settings.max_session_seconds,
         )
-        await _run(socket, session, settings.max_frame_bytes, settings.max_session_seconds)
     except Closed as closed:
         log.info("closing session %s: %s", conversation_id, closed.reason)
         with contextlib.suppress(Exception):
@@ -174,16 +171,28 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
     finally:
         if session is not None:
             await session.close()
+        if bridge is not None:
+            await bridge.close()
         app.state.sessions -= 1
         app.state.metrics.active_sessions.dec()
 
 
-async def _run(
-    socket: WebSocket, session: DuplexSession, max_frame: int, max_seconds: float
+async def _ready(socket: WebSocket, conversation_id: str, rate: int, output_rate: int) -> None:
+    await socket.send_json(
+        {
+            "type": "ready",
+            "conversation_id": conversation_id,
+            "input_rate": rate,
+            "output_rate": output_rate,
+        }
+    )
+
+
+async def _race(
+    reading: Coroutine[Any, Any, None], writing: Coroutine[Any, Any, None], max_seconds: float
 ) -> None:
-    ledger = PlaybackLedger()
-    reader = asyncio.create_task(_read(socket, session, ledger, max_frame))
-    writer = asyncio.create_task(_write(socket, session, ledger))
+    """Run the reader and the writer until one ends (or the session's time is up)."""
+    reader, writer = asyncio.create_task(reading), asyncio.create_task(writing)
     try:
         done, _ = await asyncio.wait(
             {reader, writer}, timeout=max_seconds, return_when=asyncio.FIRST_COMPLETED
@@ -204,38 +213,18 @@ async def _read(
     socket: WebSocket, session: DuplexSession, ledger: PlaybackLedger, max_frame: int
 ) -> None:
     while True:
-        message = await socket.receive()
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000))
-        data, text = message.get("bytes"), message.get("text")
-        if data is not None:
-            if len(data) > max_frame:
-                raise Closed(errors.TOO_BIG, f"frame over {max_frame} bytes")
-            if len(data) % 2:
-                raise Closed(errors.BAD_DATA, "frames must be whole PCM16 samples")
-            pcm = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
-            await session.feed(pcm)
-        elif text is not None:
-            if len(text) > max_frame:
-                raise Closed(errors.TOO_BIG, f"message over {max_frame} bytes")
-            _control(text, session, ledger)
-
-
-def _control(text: str, session: DuplexSession, ledger: PlaybackLedger) -> None:
-    try:
-        command = json.loads(text)
-        kind = command["type"]
-    except (ValueError, KeyError, TypeError):
-        raise Closed(errors.BAD_DATA, "text messages must be JSON with a type") from None
-    if kind == "played":
-        count = command.get("samples")
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise Closed(errors.BAD_DATA, "played.samples must be a non-negative integer")
-        session.played(ledger.take(count))
-    elif kind == "end":
-        raise Closed(1000, "ended by the client")
-    else:
-        raise Closed(errors.BAD_DATA, f"unknown message type {kind!r}")
+        frame = await read_pcm16(socket, max_frame)
+        if isinstance(frame, np.ndarray):
+            await session.feed(frame)
+        elif frame["type"] == "played":
+            count = frame.get("samples")
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise Closed(errors.BAD_DATA, "played.samples must be a non-negative integer")
+            session.played(ledger.take(count))
+        elif frame["type"] == "end":
+            raise Closed(1000, "ended by the client")
+        else:
+            raise Closed(errors.BAD_DATA, f"unknown message type {frame['type']!r}")
 
 
 async def _write(socket: WebSocket, session: DuplexSession, ledger: PlaybackLedger) -> None:
@@ -247,7 +236,7 @@ async def _write(socket: WebSocket, session: DuplexSession, ledger: PlaybackLedg
         await socket.send_json(_message(event, seq))
         if event.kind == "audio" and event.audio is not None:
             ledger.sent(event.audio)
-            await socket.send_bytes(_pcm16(event.audio))
+            await socket.send_bytes(pcm16(event.audio))
             seq += 1
         elif event.kind == "speech_ended":
             endpointing = event.metadata.get("endpointing_ms")

@@ -1,0 +1,76 @@
+"""``mode=moshi_only`` on the live websocket: the call is bridged to Moshi both ways.
+
+Moshi is full duplex by itself (it listens while it speaks), so no endpointing
+or barge-in runs here: microphone frames go to Moshi as they come, and Moshi's
+voice and text come back as ``audio`` (+ PCM16) and ``text`` messages. A dropped
+Moshi connection is retried with backoff (a ``reconnected`` message says so);
+if every retry fails the socket closes with 1011.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from fastapi import WebSocket
+
+from coda.core.errors import MoshiConnectionError
+from coda.core.provider_config import MoshiConfig
+from coda.providers.s2s import moshi_protocol
+from coda.providers.s2s.moshi_live import MoshiLiveBridge, Reconnected
+from coda.providers.s2s.moshi_session import MoshiAudio, MoshiText
+from coda.server import errors
+from coda.server.frames import Closed, pcm16, read_pcm16
+
+OUTPUT_RATE = moshi_protocol.SAMPLE_RATE
+"""Moshi speaks at 24 kHz."""
+
+
+async def open_bridge(config: MoshiConfig, rate: int) -> MoshiLiveBridge:
+    """Connect to Moshi for this call.
+
+    Raises:
+        Closed: If no Moshi server is configured or it cannot be reached.
+    """
+    if not config.enabled or not config.server_url:
+        raise Closed(errors.POLICY, "moshi_only needs a Moshi server (moshi_url)")
+    bridge = MoshiLiveBridge(config, rate)
+    try:
+        await bridge.open()
+    except MoshiConnectionError as exc:
+        raise Closed(errors.TRY_AGAIN, f"Moshi is unavailable: {exc}") from None
+    return bridge
+
+
+async def read(socket: WebSocket, bridge: MoshiLiveBridge, max_frame: int) -> None:
+    """Microphone frames to Moshi; ``played`` reports need no bookkeeping here."""
+    while True:
+        frame = await read_pcm16(socket, max_frame)
+        if isinstance(frame, np.ndarray):
+            await bridge.send(frame)
+            continue
+        kind = frame.get("type")
+        if kind == "end":
+            raise Closed(1000, "ended by the client")
+        if kind != "played":
+            raise Closed(errors.BAD_DATA, f"unknown message type {kind!r}")
+
+
+async def write(socket: WebSocket, bridge: MoshiLiveBridge) -> None:
+    """Moshi's voice and text to the client, as the protocol's messages."""
+    seq = 0
+    try:
+        async for event in bridge.events():
+            if isinstance(event, MoshiAudio):
+                header = {"type": "audio", "seq": seq, "samples": len(event.pcm), "text": ""}
+                await socket.send_text(json.dumps(header))
+                await socket.send_bytes(pcm16(event.pcm))
+                seq += 1
+            elif isinstance(event, MoshiText):
+                await socket.send_text(json.dumps({"type": "text", "delta": event.text}))
+            elif isinstance(event, Reconnected):
+                message = {"type": "reconnected", "attempts": event.attempts}
+                await socket.send_text(json.dumps(message))
+    except MoshiConnectionError as exc:
+        raise Closed(errors.SERVER_ERROR, f"Moshi connection lost: {exc}") from None
+
