@@ -108,6 +108,8 @@ async def test_rest_conversation_round_trip(server: Server, speak: Speak) -> Non
         assert (await client.delete(f"/v1/conversations/{cid}", headers=headers)).status_code == 204
         missing = await client.get("/v1/conversations/nope/messages", headers=headers)
         assert missing.status_code == 404
+        odd = await client.get("/v1/conversations/a%20b%3Cc/messages", headers=headers)
+        assert odd.status_code == 422
         bad = await client.post(
             f"/v1/conversations/{cid}-2/messages",
             content=b"RIFF not really a wav",

@@ -10,6 +10,9 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from coda.server import errors
 
+CONVERSATION_ID = r"^[\w.:-]{1,128}$"
+"""What a conversation id may look like in the API."""
+
 
 class Closed(Exception):
     """Close the socket with ``code`` and ``reason``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any
@@ -22,7 +23,7 @@ from coda.core.models import VoiceProcessingMode
 from coda.providers.s2s.moshi_live import MoshiLiveBridge
 from coda.server import errors, logs, moshi_stream
 from coda.server.auth import check
-from coda.server.frames import Closed, pcm16, read_pcm16
+from coda.server.frames import CONVERSATION_ID, Closed, pcm16, read_pcm16
 from coda.streaming.duplex import DuplexSession, SessionEvent
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
             raise Closed(errors.POLICY, reason)
         if not _origin_allowed(socket):
             raise Closed(errors.POLICY, "origin not allowed")
+        if not re.match(CONVERSATION_ID, conversation_id):
+            raise Closed(errors.POLICY, "conversation ids are 1-128 of [A-Za-z0-9_.:-]")
         try:
             rate = int(socket.query_params.get("rate", "16000"))
             mode_name = socket.query_params.get("mode")

@@ -73,4 +73,3 @@ async def write(socket: WebSocket, bridge: MoshiLiveBridge) -> None:
                 await socket.send_text(json.dumps(message))
     except MoshiConnectionError as exc:
         raise Closed(errors.SERVER_ERROR, f"Moshi connection lost: {exc}") from None
-

@@ -6,21 +6,24 @@ import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from coda.core.models import VoiceMessage, VoiceProcessingMode, VoiceResponse, new_id
 from coda.server import logs
 from coda.server.auth import require_key
+from coda.server.frames import CONVERSATION_ID
 from coda.voice.manager import VoiceManager
 
 router = APIRouter(dependencies=[Depends(require_key)])
+ConversationId = Annotated[str, PathParam(pattern=CONVERSATION_ID, max_length=128)]
 
 
 class NewConversation(BaseModel):
     """Body of ``POST /v1/conversations``."""
 
-    conversation_id: str | None = Field(default=None, max_length=128, pattern=r"^[\w.:-]+$")
+    conversation_id: str | None = Field(default=None, max_length=128, pattern=CONVERSATION_ID)
 
 
 class TextMessage(BaseModel):
@@ -79,7 +82,7 @@ async def create_conversation(request: Request, body: NewConversation) -> dict[s
 
 
 @router.delete("/v1/conversations/{conversation_id}", status_code=204, tags=["conversations"])
-async def end_conversation(request: Request, conversation_id: str) -> Response:
+async def end_conversation(request: Request, conversation_id: ConversationId) -> Response:
     """End a conversation (its history stays)."""
     voice = _voice(request)
     if await voice.get_conversation_state(conversation_id) is None:
@@ -90,7 +93,9 @@ async def end_conversation(request: Request, conversation_id: str) -> Response:
 
 @router.get("/v1/conversations/{conversation_id}/messages", tags=["conversations"])
 async def history(
-    request: Request, conversation_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    request: Request,
+    conversation_id: ConversationId,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """The conversation's turns, oldest first."""
     state = await _voice(request).get_conversation_state(conversation_id)
@@ -124,7 +129,7 @@ async def history(
 )
 async def post_message(
     request: Request,
-    conversation_id: str,
+    conversation_id: ConversationId,
     mode: VoiceProcessingMode | None = None,
 ) -> dict[str, Any]:
     """Answer one message: audio (WAV, FLAC, MP3, OGG) or JSON ``{"text": ...}``.
