@@ -196,6 +196,10 @@ async def _mean_words(processor: VoiceProcessor, speaker: str) -> float:
             message, include_memory=False, include_tools=False
         )
         counts.append(len(response.text_content.split()))
+        # The reply is shaped before it is stored: the history holds what was said.
+        state = await processor.manager.get_conversation_state(message.conversation_id)
+        assert state is not None and state.turns[-1].assistant_text == response.text_content
+        assert "personality" in response.metadata
     return float(np.mean(counts))
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
 
+from coda.audio.decode import resample
 from coda.audio.encode import encode_wav
 from coda.core.config import default_data_dir
 from coda.core.integration_config import VoicePersonalityConfig
@@ -26,6 +27,9 @@ from coda.personality.traits import (
     signals_in,
 )
 from coda.providers.base import TextToSpeech
+
+if TYPE_CHECKING:
+    from coda.voice.outcome import TurnOutcome
 
 
 class VoicePersonalityIntegration:
@@ -91,42 +95,70 @@ class VoicePersonalityIntegration:
         """
         if not self.config.enable_response_adaptation:
             return voice_response
-        traits = await self.traits(voice_message)
-        sentences = split_sentences(voice_response.text_content)
-        text = voice_response.text_content
-        trimmed = len(sentences) > traits.max_sentences
-        if trimmed:
-            text = " ".join(sentences[: traits.max_sentences])
-        rate = self.config.voice_engagement_factor ** (2 * traits.pace - 1)
-        confidence = voice_response.confidence_score
-        confidence = 0.5 if confidence is None else confidence
-        gain = self.config.voice_confidence_factor ** (2 * confidence - 1)
-        audio = voice_response.audio_data
-        if audio and self.tts is not None and (trimmed or abs(rate - 1.0) > 0.01):
-            speech = await self.tts.synthesize(text, speaking_rate=rate)
-            samples, sample_rate = speech.samples, speech.sample_rate
-        elif audio:
-            samples, sample_rate = await asyncio.to_thread(
-                sf.read, io.BytesIO(audio), dtype="float32"
+        samples, rate = np.zeros(0, np.float32), 0
+        if voice_response.audio_data:
+            samples, rate = await asyncio.to_thread(
+                sf.read, io.BytesIO(voice_response.audio_data), dtype="float32"
             )
-        else:
-            samples, sample_rate = np.zeros(0, np.float32), 0
-        if samples.size:
-            peak = float(np.max(np.abs(samples))) or 1.0
-            samples = samples * min(gain, 0.98 / peak)
-            audio = encode_wav(samples.astype(np.float32), sample_rate)
-        adapted = {
-            "traits": traits.as_dict(),
-            "trimmed_sentences": len(sentences) - traits.max_sentences if trimmed else 0,
-            "speaking_rate": round(rate, 3),
-            "volume_gain": round(gain, 3),
-        }
+        text, samples, adapted = await self.shape(
+            await self.traits(voice_message),
+            voice_response.text_content,
+            samples,
+            rate,
+            voice_response.confidence_score,
+        )
         return dataclasses.replace(
             voice_response,
             text_content=text,
-            audio_data=audio,
+            audio_data=encode_wav(samples, rate) if samples.size else voice_response.audio_data,
             metadata={**voice_response.metadata, "personality": adapted},
         )
+
+    async def adapt_outcome(self, outcome: TurnOutcome, message: VoiceMessage) -> TurnOutcome:
+        """``adapt_voice_response`` for a turn not yet stored, so history keeps what is said."""
+        if not self.config.enable_response_adaptation:
+            return outcome
+        text, samples, adapted = await self.shape(
+            await self.traits(message),
+            outcome.reply_text,
+            outcome.audio,
+            outcome.sample_rate,
+            outcome.scores.get("confidence_score"),
+        )
+        outcome.reply_text, outcome.audio = text, samples
+        outcome.metadata["personality"] = adapted
+        return outcome
+
+    async def shape(
+        self,
+        traits: Traits,
+        text: str,
+        samples: np.ndarray,
+        rate: int,
+        confidence: float | None,
+    ) -> tuple[str, np.ndarray, dict[str, Any]]:
+        """The reply's text and audio (at ``rate``) shaped to ``traits``, and what was done."""
+        sentences = split_sentences(text)
+        trimmed = len(sentences) > traits.max_sentences
+        if trimmed:
+            text = " ".join(sentences[: traits.max_sentences])
+        pace = self.config.voice_engagement_factor ** (2 * traits.pace - 1)
+        gain = self.config.voice_confidence_factor ** (
+            2 * (0.5 if confidence is None else confidence) - 1
+        )
+        if samples.size and self.tts is not None and (trimmed or abs(pace - 1.0) > 0.01):
+            speech = await self.tts.synthesize(text, speaking_rate=pace)
+            samples = resample(speech.samples, speech.sample_rate, rate)
+        if samples.size:
+            peak = float(np.max(np.abs(samples))) or 1.0
+            samples = (samples * min(gain, 0.98 / peak)).astype(np.float32)
+        adapted = {
+            "traits": traits.as_dict(),
+            "trimmed_sentences": len(sentences) - traits.max_sentences if trimmed else 0,
+            "speaking_rate": round(pace, 3),
+            "volume_gain": round(gain, 3),
+        }
+        return text, samples, adapted
 
     async def learn_from_voice_interaction(
         self,

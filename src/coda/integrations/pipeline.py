@@ -20,6 +20,7 @@ from coda.sync.voice_sync import VoiceConversationSync
 
 if TYPE_CHECKING:
     from coda.voice.manager import VoiceManager
+    from coda.voice.outcome import TurnOutcome
 
 
 @dataclass
@@ -74,7 +75,13 @@ class Integrations:
                     parts.append(results_context(results))
                 metadata["tool_results"] = [dataclasses.asdict(r) for r in results]
             context = "\n\n".join(p for p in parts if p) or None
-            return TurnPlan(context, max_tokens, metadata)
+            shape = None
+            if personality is not None:
+
+                async def shape(outcome: TurnOutcome) -> TurnOutcome:
+                    return await personality.adapt_outcome(outcome, probe)
+
+            return TurnPlan(context, max_tokens, metadata, shape)
 
         response = await manager.process_voice_message(
             message, context={"before_reply": before_reply}
@@ -83,8 +90,7 @@ class Integrations:
             message, text_content=response.metadata.get("transcript", "")
         )
         state: ConversationState | None = heard.get("state")
-        if personality is not None:
-            response = await personality.adapt_voice_response(response, probe, state)
+        if personality is not None:  # the reply was shaped before it was stored
             await personality.learn_from_voice_interaction(probe, response, state, user_feedback)
         if memory is not None:
             await memory.learn_from_voice_interaction(probe, response, state)

@@ -55,11 +55,14 @@ class TurnPlan:
         extra_context: Text for the LLM (memories, personality, tool results).
         max_tokens: A token cap for the reply (None: unchanged).
         metadata: Recorded in the response's metadata (memories used, tool results).
+        before_commit: Reshapes the finished turn (a ``TurnOutcome``) before it is
+            stored and returned, so the history keeps what was actually said.
     """
 
     extra_context: str | None = None
     max_tokens: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    before_commit: Callable[[Any], Awaitable[Any]] | None = None
 
 
 BeforeReply = Callable[[str, ConversationState], Awaitable[TurnPlan]]

@@ -419,6 +419,8 @@ class VoiceEngine:
         )
         outcome.metadata["message_id"] = message_id
         outcome.metadata.update(plan.metadata)
+        if plan.before_commit is not None:
+            outcome = await plan.before_commit(outcome)
         if commit:
             await self.commit(
                 state, outcome.user_text, outcome.reply_text, outcome.mode, outcome.metadata
