@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coda.audio.frames import to_float, to_int16
+from coda.audio.frames import SampleQueue, to_float, to_int16
 from coda.core.errors import AudioProcessingError
 
 
@@ -50,39 +50,18 @@ class EchoCanceller:
         except RuntimeError as exc:
             raise AudioProcessingError(f"echo cancellation is unavailable: {exc}") from exc
         self.frame_samples = frame_samples
-        self._far: deque[np.ndarray] = deque()
-        self._far_len = 0
-        self._silence = np.zeros(frame_samples, np.int16)
+        self._far = SampleQueue(np.int16)
         # Echo of anything played within the tail can still be arriving now.
         self._recent_rms: deque[float] = deque(maxlen=max(1, tail_ms // frame_ms))
 
     def add_playback(self, samples: np.ndarray) -> None:
         """Queue audio Coda is playing (float, at the canceller's rate)."""
-        if samples.size:
-            self._far.append(to_int16(samples))
-            self._far_len += len(samples)
+        self._far.push(to_int16(samples))
 
     def _take_reference(self) -> np.ndarray:
-        if self._far_len < self.frame_samples:
-            if not self._far_len:
-                return self._silence
-            tail = np.concatenate(list(self._far))
-            self._far.clear()
-            self._far_len = 0
-            return np.pad(tail, (0, self.frame_samples - len(tail)))
-        out = np.empty(self.frame_samples, np.int16)
-        filled = 0
-        while filled < self.frame_samples:
-            head = self._far[0]
-            take = min(len(head), self.frame_samples - filled)
-            out[filled : filled + take] = head[:take]
-            filled += take
-            if take == len(head):
-                self._far.popleft()
-            else:
-                self._far[0] = head[take:]
-        self._far_len -= self.frame_samples
-        return out
+        """The playback for the next frame, padded with silence when too little is queued."""
+        reference = self._far.take(self.frame_samples)
+        return np.pad(reference, (0, self.frame_samples - len(reference)))
 
     def process(self, frame: np.ndarray) -> np.ndarray:
         """Cancel the echo in one captured frame (float); returns the cleaned frame."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 FRONT_END_RATE = 16000
@@ -38,3 +40,44 @@ class FrameChunker:
     def reset(self) -> None:
         """Drop any partial frame."""
         self._pending = np.zeros(0, np.float32)
+
+
+class SampleQueue:
+    """A first-in, first-out queue of samples, pushed and taken in any amounts.
+
+    Args:
+        dtype: The samples' type (what ``take`` returns when it is empty).
+    """
+
+    def __init__(self, dtype: type[np.generic] = np.float32) -> None:
+        self._dtype = dtype
+        self._chunks: deque[np.ndarray] = deque()
+        self._length = 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def push(self, samples: np.ndarray) -> None:
+        """Append samples."""
+        if samples.size:
+            self._chunks.append(samples)
+            self._length += len(samples)
+
+    def take(self, count: int) -> np.ndarray:
+        """The next ``count`` samples (fewer if fewer are queued)."""
+        taken: list[np.ndarray] = []
+        while count > 0 and self._chunks:
+            head = self._chunks[0]
+            if len(head) <= count:
+                taken.append(self._chunks.popleft())
+            else:
+                taken.append(head[:count])
+                self._chunks[0] = head[count:]
+            count -= len(taken[-1])
+            self._length -= len(taken[-1])
+        return np.concatenate(taken) if taken else np.zeros(0, self._dtype)
+
+    def clear(self) -> None:
+        """Drop everything queued."""
+        self._chunks.clear()
+        self._length = 0

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from coda.audio.frames import SampleQueue
 from coda.core.models import VoiceProcessingMode
 from coda.providers.s2s.moshi_live import MoshiLiveBridge
 from coda.server import errors, logs, moshi_stream
@@ -29,35 +29,6 @@ from coda.streaming.duplex import DuplexSession, SessionEvent
 log = logging.getLogger(__name__)
 router = APIRouter()
 MIN_RATE, MAX_RATE = 8000, 48000
-
-
-class PlaybackLedger:
-    """The reply audio sent and not yet reported played, in order."""
-
-    def __init__(self) -> None:
-        self._pending: deque[np.ndarray] = deque()
-
-    def sent(self, samples: np.ndarray) -> None:
-        """Record a chunk sent to the client."""
-        self._pending.append(samples)
-
-    def take(self, count: int) -> np.ndarray:
-        """The next ``count`` samples the client says it played."""
-        taken: list[np.ndarray] = []
-        while count > 0 and self._pending:
-            head = self._pending[0]
-            if len(head) <= count:
-                taken.append(self._pending.popleft())
-                count -= len(head)
-            else:
-                taken.append(head[:count])
-                self._pending[0] = head[count:]
-                count = 0
-        return np.concatenate(taken) if taken else np.zeros(0, np.float32)
-
-    def clear(self) -> None:
-        """Forget what was sent (after an interruption the rest is never played)."""
-        self._pending.clear()
 
 
 def _origin_allowed(socket: WebSocket) -> bool:
@@ -155,7 +126,7 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
             await voice.start_conversation(conversation_id)
         session = DuplexSession(voice.engine, conversation_id, rate, mode)
         await _ready(socket, conversation_id, rate, voice.config.audio.sample_rate)
-        ledger = PlaybackLedger()
+        ledger = SampleQueue()
         await _race(
             _read(socket, session, ledger, settings.max_frame_bytes),
             _write(socket, session, ledger),
@@ -213,7 +184,7 @@ async def _race(
 
 
 async def _read(
-    socket: WebSocket, session: DuplexSession, ledger: PlaybackLedger, max_frame: int
+    socket: WebSocket, session: DuplexSession, ledger: SampleQueue, max_frame: int
 ) -> None:
     while True:
         frame = await read_pcm16(socket, max_frame)
@@ -230,7 +201,7 @@ async def _read(
             raise Closed(errors.BAD_DATA, f"unknown message type {frame['type']!r}")
 
 
-async def _write(socket: WebSocket, session: DuplexSession, ledger: PlaybackLedger) -> None:
+async def _write(socket: WebSocket, session: DuplexSession, ledger: SampleQueue) -> None:
     metrics = socket.app.state.metrics
     endpointing: float | None = None
     seq = 0
@@ -238,7 +209,7 @@ async def _write(socket: WebSocket, session: DuplexSession, ledger: PlaybackLedg
         event = await session.events.get()
         await socket.send_json(_message(event, seq))
         if event.kind == "audio" and event.audio is not None:
-            ledger.sent(event.audio)
+            ledger.push(event.audio)
             await socket.send_bytes(pcm16(event.audio))
             seq += 1
         elif event.kind == "speech_ended":
