@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from coda.providers.stt.faster_whisper import FasterWhisperSTT
 from coda.providers.tts.piper import PiperTTS
 from coda.server.security import digest
 from coda.testing.moshi_peer import TinyMoshiServer
+from coda.testing.ports import free_port
 from coda.voice import LLMConfig, STTConfig, TTSConfig, VoiceConfig, VoiceManager
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,13 +41,6 @@ def normalize(text: str) -> str:
 def wer(reference: str, hypothesis: str) -> float:
     """Word error rate of ``hypothesis`` against ``reference`` after normalization."""
     return float(jiwer.wer(normalize(reference), normalize(hypothesis)))
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on (loopback)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ random weights is started on loopback (its environment comes from ``make test``)
 from __future__ import annotations
 
 import asyncio
-import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -94,15 +93,15 @@ async def run_moshi_bench(url: str | None, frames: int) -> MoshiBench:
     if url:
         return await measure(url, frames)
     from coda.testing.moshi_peer import TinyMoshiServer
+    from coda.testing.ports import free_port
 
-    with tempfile.TemporaryDirectory(prefix="coda-moshi-") as folder:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        with TinyMoshiServer(Path(folder), port) as server:
-            result = await measure(server.url, frames)
-            result.server = "tiny moshi.server (random weights, CPU, 1 thread)"
-            return result
+    with (
+        tempfile.TemporaryDirectory(prefix="coda-moshi-") as folder,
+        TinyMoshiServer(Path(folder), free_port()) as server,
+    ):
+        result = await measure(server.url, frames)
+        result.server = "tiny moshi.server (random weights, CPU, 1 thread)"
+        return result
 
 
 def _stats(values: list[float] | np.ndarray) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 
+from coda.audio.frames import to_float, to_int16
 from coda.server import errors
 
 CONVERSATION_ID = r"^[\w.:-]{1,128}$"
@@ -25,7 +26,7 @@ class Closed(Exception):
 
 def pcm16(samples: np.ndarray) -> bytes:
     """Float audio as mono PCM16 little-endian."""
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    return to_int16(samples).astype("<i2").tobytes()
 
 
 async def read_pcm16(socket: WebSocket, max_frame: int) -> np.ndarray | dict[str, Any]:
@@ -46,7 +47,7 @@ async def read_pcm16(socket: WebSocket, max_frame: int) -> np.ndarray | dict[str
     if data is not None:
         if len(data) % 2:
             raise Closed(errors.BAD_DATA, "frames must be whole PCM16 samples")
-        return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+        return to_float(np.frombuffer(data, "<i2"))
     try:
         command = json.loads(payload)
     except ValueError:
