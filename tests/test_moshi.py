@@ -11,7 +11,7 @@ import contextlib
 import io
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -150,25 +150,46 @@ async def test_refused_connection_is_a_typed_error() -> None:
         await MoshiSession.open(MoshiConfig(server_url="http://127.0.0.1:1/api/chat"))
 
 
+async def fault_mid_reply(
+    victim: TinyMoshiServer,
+    say: Say,
+    fault: Callable[[], None],
+    timeout: float,
+    match: str | None = None,
+) -> float:
+    """Inject ``fault`` on the victim at Moshi's third audio piece; the reply must fail
+    with a typed error matching ``match``, leaving no task behind.
+
+    Returns:
+        Seconds from the fault to the error.
+    """
+    config = MoshiConfig(
+        server_url=victim.url, max_response_seconds=30, receive_timeout_seconds=timeout
+    )
+    before = asyncio.all_tasks()
+    received = 0
+    injected_at = 0.0
+    with pytest.raises(MoshiConnectionError, match=match):
+        async for item in MoshiSpeechToSpeech(config).respond(
+            await say("Tell me a long story."), 16000
+        ):
+            if not isinstance(item, str):
+                received += 1
+                if received == 3:
+                    fault()
+                    injected_at = time.perf_counter()
+    assert received >= 3
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() <= before | {asyncio.current_task()}
+    return time.perf_counter() - injected_at
+
+
 async def test_server_killed_mid_reply(moshi_dir: Path, say: Say) -> None:
     """A crash mid-reply: a typed error, the socket closed, no task left behind."""
     victim = TinyMoshiServer(moshi_dir, free_port())
     victim.start()
     try:
-        moshi = MoshiSpeechToSpeech(
-            MoshiConfig(server_url=victim.url, max_response_seconds=30, receive_timeout_seconds=10)
-        )
-        before = asyncio.all_tasks()
-        received = 0
-        with pytest.raises(MoshiConnectionError):
-            async for item in moshi.respond(await say("Tell me a long story."), 16000):
-                if not isinstance(item, str):
-                    received += 1
-                    if received == 3:
-                        victim.kill()
-        assert received >= 3
-        await asyncio.sleep(0)
-        assert asyncio.all_tasks() <= before | {asyncio.current_task()}
+        await fault_mid_reply(victim, say, victim.kill, timeout=10)
     finally:
         victim.stop()
 
@@ -178,22 +199,10 @@ async def test_server_that_stops_answering_times_out(moshi_dir: Path, say: Say) 
     victim = TinyMoshiServer(moshi_dir, free_port())
     victim.start()
     try:
-        moshi = MoshiSpeechToSpeech(
-            MoshiConfig(server_url=victim.url, max_response_seconds=30, receive_timeout_seconds=1)
+        waited = await fault_mid_reply(
+            victim, say, victim.freeze, timeout=1, match="sent nothing for 1 s"
         )
-        before = asyncio.all_tasks()
-        received = 0
-        started = 0.0
-        with pytest.raises(MoshiConnectionError, match="sent nothing for 1 s"):
-            async for item in moshi.respond(await say("Tell me a long story."), 16000):
-                if not isinstance(item, str):
-                    received += 1
-                    if received == 3:
-                        victim.freeze()
-                        started = time.perf_counter()
-        assert 0.9 <= time.perf_counter() - started <= 3.0
-        await asyncio.sleep(0)
-        assert asyncio.all_tasks() <= before | {asyncio.current_task()}
+        assert 0.9 <= waited <= 3.0
     finally:
         victim.stop()
 
