@@ -16,7 +16,7 @@ import pytest
 
 from coda.modes.adaptive import AdaptivePolicy, TurnFeatures
 from coda.modes.clock import TurnClock
-from coda.modes.events import TurnEvent
+from coda.turn.events import TurnEvent
 from coda.modes.hybrid import HybridResponder
 from coda.modes.responder import Responder, TurnRequest
 from coda.voice import (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import sys
@@ -23,6 +24,9 @@ from coda.voice import (
     VoiceProcessingError,
     VoiceProcessingMode,
 )
+
+INTEGRATION_FLAGS = ("memory", "personality", "tools", "sync")
+"""Integrations a ``--no-NAME`` flag switches off."""
 
 TIMING_ORDER = (
     "frontend",
@@ -82,6 +86,7 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
         moshi_url=args.moshi_url,
         store=args.store,
         models=args.models,
+        **{name: False for name in INTEGRATION_FLAGS if getattr(args, f"no_{name}", False)},
     )
 
 
@@ -124,7 +129,7 @@ async def _chat(args: argparse.Namespace) -> int:
     failures = 0
     try:
         for index, (name, audio, text) in enumerate(turns, start=1):
-            message = VoiceMessage(conversation_id, audio, text_content=text)
+            message = VoiceMessage(conversation_id, audio, text_content=text, speaker=args.user)
             print(f"\n[turn {index}] {name}")
             try:
                 response = await manager.process_voice_message(message, mode=mode)
@@ -133,6 +138,13 @@ async def _chat(args: argparse.Namespace) -> int:
                 print(f"  error: {type(exc).__name__}: {exc}")
                 continue
             print(f"  you:  {response.metadata['transcript']}")
+            for memory in response.metadata.get("memories", []):
+                print(f"  memory: {memory['text']}")
+            for call in response.metadata.get("tool_results", []):
+                said = call["result"] if call["success"] else f"failed: {call['error']}"
+                if isinstance(said, dict):
+                    said = said.get("result", said.get("text", said))
+                print(f"  tool: {call['tool_name']} → {said}")
             answered_by = response.processing_mode.value if response.processing_mode else "?"
             print(f"  coda: {response.text_content}  [{answered_by}]")
             print(f"  time: {_format_timings(response.metadata['timings_ms'])}")
@@ -196,7 +208,8 @@ async def _bench(args: argparse.Namespace) -> int:
         from coda.bench.latency import format_latency, plot_latency, run_latency_bench
 
         modes = [VoiceProcessingMode(m.strip()) for m in args.modes.split(",") if m.strip()]
-        reports = await run_latency_bench(_config(args), modes, args.turns)
+        settings = ("on", "off") if args.integrations == "both" else (args.integrations,)
+        reports = await run_latency_bench(_config(args), modes, args.turns, settings)
         print(format_latency(reports))
         print(f"chart: {plot_latency(reports, args.chart)}")
     elif args.bench == "moshi":
@@ -215,6 +228,15 @@ async def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_user() -> str:
+    """This machine's login name, as a speaker id (``local`` when there is none)."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        return "local"
+    return "".join(c for c in name if c.isalnum() or c in "_.-")[:64] or "local"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``coda``."""
     parser = argparse.ArgumentParser(prog="coda", description="Coda Voice: talk to an assistant.")
@@ -230,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--moshi-url", help="a Moshi server's chat websocket, e.g. ws://127.0.0.1:8998/api/chat"
     )
+    for name in INTEGRATION_FLAGS:
+        parser.add_argument(f"--no-{name}", action="store_true", help=f"switch {name} off")
     commands = parser.add_subparsers(dest="command", required=True)
 
     chat = commands.add_parser("chat", help="hold a spoken conversation from audio files")
@@ -238,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--out", type=Path, default=Path("out"), help="folder for reply WAVs")
     chat.add_argument("--conversation-id", help="continue or name a conversation")
     chat.add_argument("--mode", choices=[m.value for m in VoiceProcessingMode])
+    chat.add_argument(
+        "--user",
+        default=_local_user(),
+        help="who is speaking: memories and personality are theirs (default: your login)",
+    )
 
     commands.add_parser("setup", help="assemble and verify the embedded models")
 
@@ -254,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--turns", type=int, default=8, help="turns per mode")
     latency.add_argument(
         "--modes", default="llm_enhanced,adaptive", help="comma-separated processing modes"
+    )
+    latency.add_argument(
+        "--integrations",
+        choices=["on", "off", "both"],
+        default="on",
+        help="memory, personality, tools and sync on, off, or one run of each",
     )
     latency.add_argument("--chart", type=Path, default=Path("out/latency.png"), help="PNG chart")
     moshi = benches.add_parser("moshi", help="Moshi client overhead and round trip per frame")

@@ -22,10 +22,12 @@ from tqdm import tqdm
 from coda.audio.decode import resample
 from coda.audio.frames import FRONT_END_RATE
 from coda.core.config import TTSConfig, VoiceConfig
-from coda.core.models import VoiceProcessingMode
+from coda.core.enums import VoiceProcessingMode
 from coda.providers.tts.cache import CachedTTS
 from coda.providers.tts.piper import PiperTTS
 from coda.streaming.duplex import DuplexSession
+from coda.turn.context import TurnOptions
+from coda.turn.events import SpeechEnded, SpokenPiece, TurnFailed, TurnOutcome
 from coda.voice.engine import VoiceEngine
 
 SCRIPT = (
@@ -113,26 +115,22 @@ async def _one_turn(session: DuplexSession, clip: np.ndarray) -> TurnLatency:
         fed += STEP / FRONT_END_RATE
         while not session.events.empty():
             event = session.events.get_nowait()
-            if event.kind == "speech_ended" and ended_at is None:
+            if isinstance(event, SpeechEnded) and ended_at is None:
                 ended_at, ended_wall = session.now_seconds, loop.time()
-            elif event.kind == "audio" and first_audio_wall is None:
-                first_audio_wall = loop.time()
-                if event.audio is not None:
-                    session.played(event.audio)  # played at once: the next turn can start
-            elif event.kind == "audio" and event.audio is not None:
-                session.played(event.audio)
-            elif event.kind == "turn_finished":
+            elif isinstance(event, SpokenPiece):
+                first_audio_wall = first_audio_wall or loop.time()
+                session.played(event.audio.samples)  # played at once: the next turn can start
+            elif isinstance(event, TurnOutcome):
                 finished = event.metadata["timings_ms"]
-            elif event.kind == "error":
-                raise RuntimeError(event.text)
+            elif isinstance(event, TurnFailed):
+                raise RuntimeError(f"{event.error}: {event.message}")
         await asyncio.sleep(max(0.0, started + fed - loop.time()))  # real-time pace
     while finished is None or first_audio_wall is None:
         event = await asyncio.wait_for(session.events.get(), timeout=60)
-        if event.kind == "audio":
+        if isinstance(event, SpokenPiece):
             first_audio_wall = first_audio_wall or loop.time()
-            if event.audio is not None:
-                session.played(event.audio)
-        elif event.kind == "turn_finished":
+            session.played(event.audio.samples)
+        elif isinstance(event, TurnOutcome):
             finished = event.metadata["timings_ms"]
     assert ended_at is not None and ended_wall is not None
     endpointing = (ended_at - true_end) * 1000
@@ -151,22 +149,40 @@ async def _one_turn(session: DuplexSession, clip: np.ndarray) -> TurnLatency:
     return TurnLatency(total, stages)
 
 
+INTEGRATIONS = {"on": None, "off": frozenset[str]()}
+"""The integrations a run uses: all installed ones, or none."""
+
+
 async def run_latency_bench(
-    config: VoiceConfig, modes: list[VoiceProcessingMode], turns: int
+    config: VoiceConfig,
+    modes: list[VoiceProcessingMode],
+    turns: int,
+    integrations: tuple[str, ...] = ("on",),
 ) -> list[LatencyReport]:
-    """Measure ``turns`` turns per mode with one engine."""
+    """Measure ``turns`` turns per mode with one engine, with the integrations on and/or off.
+
+    Off, the same engine answers with no memory, personality, tools or sync, so
+    the difference is what the integrations cost a turn.
+    """
     engine = VoiceEngine(config)
     await engine.initialize()
     clips = await _user_audio(SCRIPT)
     reports = []
     try:
-        progress = tqdm(total=turns * len(modes), desc="turns", unit="turn")
-        for mode in modes:
+        runs = [(mode, setting) for mode in modes for setting in integrations]
+        progress = tqdm(total=turns * len(runs), desc="turns", unit="turn")
+        for mode, setting in runs:
             if isinstance(engine.tts, CachedTTS):
-                engine.tts.clear()  # each mode synthesizes its replies afresh
-            report = LatencyReport(mode.value)
+                engine.tts.clear()  # each run synthesizes its replies afresh
+            label = mode.value if integrations == ("on",) else f"{mode.value}/{setting}"
+            report = LatencyReport(label)
             session = DuplexSession(
-                engine, f"bench-{mode.value}-{int(time.time())}", FRONT_END_RATE, mode
+                engine,
+                f"bench-{mode.value}-{setting}-{int(time.time())}",
+                FRONT_END_RATE,
+                mode,
+                speaker=f"bench-{int(time.time())}",
+                options=TurnOptions(integrations=INTEGRATIONS[setting]),
             )
             try:
                 for index in range(turns):
@@ -183,12 +199,12 @@ async def run_latency_bench(
 
 def format_latency(reports: list[LatencyReport]) -> str:
     """p50/p95 of the total and each stage, and the compute ratio, as a table."""
-    header = f"{'mode':<14}{'turns':>6}{'p50':>8}{'p95':>8}  " + "".join(f"{s:>17}" for s in STAGES)
+    header = f"{'mode':<18}{'turns':>6}{'p50':>8}{'p95':>8}  " + "".join(f"{s:>17}" for s in STAGES)
     lines = ["end of user speech → first reply audio, ms (stage columns: p50)", header]
     for report in reports:
         stages = "".join(f"{report.percentile(50, s):>17.0f}" for s in STAGES)
         lines.append(
-            f"{report.mode:<14}{len(report.turns):>6}{report.percentile(50):>8.0f}"
+            f"{report.mode:<18}{len(report.turns):>6}{report.percentile(50):>8.0f}"
             f"{report.percentile(95):>8.0f}  {stages}"
         )
     for report in reports:

@@ -9,8 +9,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coda.core.enums import VoiceProcessingMode
 from coda.core.errors import ConfigurationError
-from coda.core.models import VoiceProcessingMode
+from coda.core.integration_config import (
+    VoiceConversationSyncConfig,
+    VoiceMemoryConfig,
+    VoicePersonalityConfig,
+    VoiceToolsConfig,
+)
 from coda.core.provider_config import LLMConfig, MoshiConfig, STTConfig, TTSConfig
 
 __all__ = [
@@ -240,6 +246,15 @@ class VoiceConfig:
     an idle one is released (and reloaded from the store on its next message);
     when all are mid-turn, a new one gets ``ConversationError``.
 
+    The integrations are part of every turn, whatever the entry point:
+    ``enable_memory_integration`` recalls what the speaker said before and learns
+    new facts, ``enable_personality_integration`` shapes the reply to the speaker's
+    traits and learns from feedback, ``enable_tools_integration`` calls the tool a
+    request needs, and ``enable_conversation_sync`` mirrors each turn into the text
+    store. ``enable_analytics`` keeps per-conversation figures (turns, modes,
+    interruptions, mean first audio) for ``get_stats()["analytics"]``;
+    ``metrics_enabled`` turns the server's Prometheus collection (``/metrics``) on.
+
     Example:
         >>> config = VoiceConfig(
         ...     audio=AudioConfig(sample_rate=24000),
@@ -293,6 +308,28 @@ class VoiceConfig:
     allow_mode_fallback: bool = False
     """An explicitly requested mode that cannot answer falls back to the cascade
     (recorded in metadata) instead of raising."""
+    enable_conversation_sync: bool = True
+    """Mirror every finished turn into the text conversation store (``coda.sync``)."""
+    memory: VoiceMemoryConfig = field(default_factory=VoiceMemoryConfig)
+    """Memory integration settings (used when ``enable_memory_integration``)."""
+    personality: VoicePersonalityConfig = field(default_factory=VoicePersonalityConfig)
+    """Personality integration settings (used when ``enable_personality_integration``)."""
+    tools: VoiceToolsConfig = field(default_factory=VoiceToolsConfig)
+    """Tools integration settings (used when ``enable_tools_integration``)."""
+    sync: VoiceConversationSyncConfig = field(default_factory=VoiceConversationSyncConfig)
+    """Conversation sync settings (used when ``enable_conversation_sync``)."""
+    enable_parallel_processing: bool = True
+    """Hybrid runs its candidates at once (True) or one after another, stopping
+    once one has answered within ``max_latency_ms`` (False: less CPU, more latency)."""
+    stream_chunk_samples: int = 0
+    """``process_streaming`` splits each spoken piece into audio chunks of at most
+    this many samples (0: one chunk per clause)."""
+    background_queue_size: int = 256
+    """After-commit work (learning, sync) waiting at most; past it a job is dropped,
+    logged and counted, so the next turn is never delayed."""
+    learning_wait_ms: float = 500.0
+    """A speaker's next turn waits at most this long (ms) for what their previous
+    turn is still teaching the memory (background learning), then goes on."""
 
     def validate(self) -> None:
         """Validate the whole configuration.
@@ -307,6 +344,8 @@ class VoiceConfig:
             raise ConfigurationError("vram_limit_gb must not be negative")
         if self.moshi.max_response_seconds <= 0 or self.moshi.flow_window_frames < 1:
             raise ConfigurationError("need moshi.max_response_seconds > 0, flow_window_frames >= 1")
+        if self.stream_chunk_samples < 0 or self.background_queue_size < 1:
+            raise ConfigurationError("need stream_chunk_samples >= 0, background_queue_size >= 1")
         if self.max_concurrent_conversations < 1:
             raise ConfigurationError("max_concurrent_conversations must be at least 1")
         for name, llm in (("llm", self.llm), ("secondary_llm", self.secondary_llm)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coda.core.models import ConflictResolutionStrategy
+from coda.core.enums import ConflictResolutionStrategy
 
 
 @dataclass

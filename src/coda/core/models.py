@@ -5,46 +5,27 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from coda.audio.decode import RawFormat
-    from coda.core.config import AudioConfig
+from coda.audio.decode import RAW_FORMATS, RawFormat, probe_audio
+from coda.core.config import AudioConfig
+from coda.core.enums import ConflictResolutionStrategy, SyncEventType, VoiceProcessingMode
+from coda.core.errors import ValidationError
+from coda.core.ids import check_conversation_id
 
-
-class VoiceProcessingMode(str, Enum):
-    """Voice processing modes for different use cases.
-
-    - MOSHI_ONLY: Fastest, uses only Moshi for speech-to-speech
-    - LLM_ENHANCED: Highest quality, uses external LLM for reasoning
-    - HYBRID: Balanced, uses both Moshi and LLM in parallel
-    - ADAPTIVE: Intelligent, automatically selects best mode based on context
-    """
-
-    MOSHI_ONLY = "moshi_only"
-    LLM_ENHANCED = "llm_enhanced"
-    HYBRID = "hybrid"
-    ADAPTIVE = "adaptive"
-
-
-class ConflictResolutionStrategy(str, Enum):
-    """How conversation sync resolves a concurrent edit of the same turn."""
-
-    VOICE_PRIORITY = "voice_priority"
-    CONVERSATION_PRIORITY = "conversation_priority"
-    TIMESTAMP_PRIORITY = "timestamp_priority"
-    MERGE = "merge"
-
-
-class SyncEventType(str, Enum):
-    """Events emitted by conversation sync."""
-
-    VOICE_MESSAGE_ADDED = "voice_message_added"
-    VOICE_RESPONSE_ADDED = "voice_response_added"
-    CONVERSATION_STATE_UPDATED = "conversation_state_updated"
-    SYNC_CONFLICT_DETECTED = "sync_conflict_detected"
-    SYNC_COMPLETED = "sync_completed"
+__all__ = [
+    "ConflictResolutionStrategy",
+    "ConversationState",
+    "ConversationTurn",
+    "LLMMessage",
+    "SyncEventType",
+    "ToolResult",
+    "VoiceMessage",
+    "VoiceProcessingMode",
+    "VoiceResponse",
+    "VoiceStreamChunk",
+    "new_id",
+]
 
 
 def new_id(prefix: str) -> str:
@@ -95,9 +76,6 @@ class VoiceMessage:
         Raises:
             ValidationError: If raw PCM is declared without its rate and channels.
         """
-        from coda.audio.decode import RAW_FORMATS, RawFormat
-        from coda.core.errors import ValidationError
-
         if self.format not in RAW_FORMATS:
             return None
         if not self.sample_rate or not self.channels:
@@ -118,10 +96,6 @@ class VoiceMessage:
         Raises:
             ValidationError: If message data is invalid.
         """
-        from coda.audio.decode import probe_audio
-        from coda.core.errors import ValidationError
-        from coda.core.ids import check_conversation_id
-
         check_conversation_id(self.conversation_id)
         if not isinstance(self.audio_data, bytes | bytearray | memoryview):
             raise ValidationError(f"audio_data must be bytes, got {type(self.audio_data).__name__}")
@@ -146,8 +120,6 @@ class VoiceMessage:
         Raises:
             ValidationError: If the audio cannot be read.
         """
-        from coda.audio.decode import probe_audio
-
         return probe_audio(bytes(self.audio_data), raw=self.raw_format()).as_dict()
 
 

@@ -1,45 +1,61 @@
-"""Build the integrations a ``VoiceProcessor`` uses, over its engine and its store file."""
+"""Install the integrations a ``VoiceConfig`` enables, as the turn pipeline's hooks."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from coda.core.config import VoiceProcessingConfig
-from coda.core.integration_config import (
-    VoiceConversationSyncConfig,
-    VoiceMemoryConfig,
-    VoicePersonalityConfig,
-    VoiceToolsConfig,
-)
-from coda.core.models import VoiceMessage, VoiceProcessingMode, VoiceResponse
+from coda.core.config import VoiceConfig
+from coda.integrations.hooks import MemoryHook, PersonalityHook, SyncHook, ToolsHook
 from coda.integrations.memory import VoiceMemory, VoiceMemoryIntegration, current_scope
 from coda.integrations.personality import VoicePersonalityIntegration
-from coda.integrations.pipeline import Integrations
-from coda.integrations.tools import VoiceToolsIntegration
+from coda.integrations.tools import Answer, VoiceToolsIntegration
 from coda.memory.embedder import MiniLMEmbedder
 from coda.memory.store import SQLiteMemoryStore
 from coda.personality.store import PersonalityStore
+from coda.providers.base import LanguageModel, TextToSpeech
 from coda.sync.voice_sync import VoiceConversationSync
 from coda.tools.builtin import default_registry
+from coda.turn.hooks import TurnHooks
 
-if TYPE_CHECKING:
-    from coda.voice.manager import VoiceManager
+
+@dataclass
+class Integrations:
+    """The installed integrations; any may be absent (disabled)."""
+
+    memory: VoiceMemoryIntegration | None = None
+    personality: VoicePersonalityIntegration | None = None
+    tools: VoiceToolsIntegration | None = None
+    sync: VoiceConversationSync | None = None
+
+    def hooks(self) -> list[TurnHooks]:
+        """Their hooks, in the order a turn calls them (memory first: a tool may search it)."""
+        hooks: list[TurnHooks] = []
+        if self.memory is not None:
+            hooks.append(MemoryHook(self.memory))
+        if self.personality is not None:
+            hooks.append(PersonalityHook(self.personality))
+        if self.tools is not None:
+            hooks.append(ToolsHook(self.tools))
+        if self.sync is not None:
+            hooks.append(SyncHook(self.sync))
+        return hooks
 
 
 def build_integrations(
-    manager: VoiceManager,
-    config: VoiceProcessingConfig,
-    memory_config: VoiceMemoryConfig,
-    personality_config: VoicePersonalityConfig,
-    tools_config: VoiceToolsConfig,
-    sync_config: VoiceConversationSyncConfig,
+    config: VoiceConfig, llm: LanguageModel, tts: TextToSpeech, answer: Answer
 ) -> Integrations:
-    """The enabled integrations, their tables in the conversation store's SQLite file."""
-    engine = manager.engine
-    path = engine.config.resolved_store_path()
+    """The integrations ``config`` enables, their tables in the conversation store's file.
+
+    Args:
+        config: Which integrations, and their settings.
+        llm: The language model that plans tool calls.
+        tts: The voice that re-speaks a reply cut to the personality's budget.
+        answer: Speaks an answer with extra context (``process_function_calls``).
+    """
+    path = config.resolved_store_path()
     embedder = MiniLMEmbedder()  # one model for memories and tool ranking
     memory = (
-        VoiceMemoryIntegration(VoiceMemory(SQLiteMemoryStore(path), embedder), memory_config)
+        VoiceMemoryIntegration(VoiceMemory(SQLiteMemoryStore(path), embedder), config.memory)
         if config.enable_memory_integration
         else None
     )
@@ -48,31 +64,25 @@ def build_integrations(
         assert memory is not None
         return await memory.search(current_scope.get(), query, limit)
 
-    async def answer(message: VoiceMessage, words: str, context: str) -> VoiceResponse:
-        follow_up = VoiceMessage(message.conversation_id, b"", text_content=words)
-        return await manager.process_voice_message(
-            follow_up, VoiceProcessingMode.LLM_ENHANCED, {"system_context": context}
-        )
-
     tools = (
         VoiceToolsIntegration(
             default_registry(search_memory if memory is not None else None),
-            tools_config,
-            llm=engine.llm,
+            config.tools,
+            llm=llm,
             embedder=embedder,
-            llm_config=engine.config.llm,
+            llm_config=config.llm,
             answer=answer,
         )
         if config.enable_tools_integration
         else None
     )
     personality = (
-        VoicePersonalityIntegration(PersonalityStore(path), personality_config, tts=engine.tts)
+        VoicePersonalityIntegration(PersonalityStore(path), config.personality, tts=tts)
         if config.enable_personality_integration
         else None
     )
     sync = (
-        VoiceConversationSync(None, sync_config, store_path=path)  # owns its text store
+        VoiceConversationSync(None, config.sync, store_path=path)  # owns its text store
         if config.enable_conversation_sync
         else None
     )

@@ -6,10 +6,11 @@ import asyncio
 import builtins
 import time
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from coda.core.errors import TimeoutError
 from coda.core.integration_config import VoiceLLMManagerConfig
+from coda.core.interfaces import VoiceManagerInterface
 from coda.core.models import (
     ConversationState,
     LLMMessage,
@@ -17,9 +18,6 @@ from coda.core.models import (
     VoiceProcessingMode,
     VoiceResponse,
 )
-
-if TYPE_CHECKING:
-    from coda.voice.manager import VoiceManager
 
 
 class VoiceLLMManagerIntegration:
@@ -31,7 +29,7 @@ class VoiceLLMManagerIntegration:
     """
 
     def __init__(
-        self, llm_manager: VoiceManager, config: VoiceLLMManagerConfig | None = None
+        self, llm_manager: VoiceManagerInterface, config: VoiceLLMManagerConfig | None = None
     ) -> None:
         self.llm_manager = llm_manager
         self.config = config or VoiceLLMManagerConfig()

@@ -79,9 +79,17 @@ class VoiceMemoryIntegration:
 
     def scope(self, message: VoiceMessage) -> str:
         """Where the message's memories live: the speaker's, or the conversation's."""
+        return self.scope_of(message.speaker, message.conversation_id)
+
+    def scope_of(self, speaker: str, conversation_id: str) -> str:
+        """Where a speaker's memories live in a conversation (``VoiceMemoryConfig.scope``)."""
         if self.config.scope == "conversation":
-            return f"conversation:{message.conversation_id}"
-        return f"user:{message.speaker}"
+            return f"conversation:{conversation_id}"
+        return f"user:{speaker}"
+
+    async def open(self) -> None:
+        """Open the store and load the embedder (otherwise done at first use)."""
+        await self._ready()
 
     async def search(self, scope: str, query: str, limit: int) -> list[dict[str, Any]]:
         """Memories of ``scope`` relevant to ``query`` (above the threshold), best first."""
@@ -112,10 +120,12 @@ class VoiceMemoryIntegration:
             ``{"memories": [...], "system_context": str | None}``; each memory has
             its text, kind, importance, cosine and relevance.
         """
-        words = user_words(voice_message)
+        return await self.recall(self.scope(voice_message), user_words(voice_message))
+
+    async def recall(self, scope: str, words: str) -> dict[str, Any]:
+        """``enhance_voice_context`` for words already recognized, in ``scope``."""
         if not self.config.enable_context_injection or not words:
             return {"memories": [], "system_context": None}
-        scope = self.scope(voice_message)
         current_scope.set(scope)
         memories = await self.search(scope, words, self.config.max_relevant_memories)
         self._stats["retrievals"] += 1
@@ -139,16 +149,20 @@ class VoiceMemoryIntegration:
     ) -> None:
         """Store the facts and preferences in what the user said; merge repeats."""
         words = user_words(voice_message) or str(voice_response.metadata.get("transcript", ""))
+        await self.learn(self.scope(voice_message), words)
+
+    async def learn(self, scope: str, words: str) -> int:
+        """Store the facts and preferences in ``words`` under ``scope``; how many."""
         if not self.config.enable_learning or not words:
-            return
+            return 0
         candidates = extract(words)
         if not candidates:
-            return
+            return 0
         memory = await self._ready()
         vectors = await memory.embedder.embed([c.text for c in candidates])
         for candidate, vector in zip(candidates, vectors, strict=True):
             _, merged = await memory.store.remember(
-                self.scope(voice_message),
+                scope,
                 candidate.kind,
                 candidate.text,
                 vector,
@@ -157,6 +171,7 @@ class VoiceMemoryIntegration:
             )
             self._stats["merged" if merged else "learned"] += 1
             log.info("%s memory: %s", "merged" if merged else "new", candidate.text)
+        return len(candidates)
 
     def get_integration_stats(self) -> dict[str, Any]:
         """Counters: retrievals, memories injected, learned and merged."""

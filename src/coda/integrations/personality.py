@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -27,9 +27,13 @@ from coda.personality.traits import (
     signals_in,
 )
 from coda.providers.base import TextToSpeech
+from coda.turn.events import TurnOutcome
 
-if TYPE_CHECKING:
-    from coda.voice.outcome import TurnOutcome
+
+def _regain(samples: np.ndarray, gain: float) -> np.ndarray:
+    """``samples`` scaled by ``gain``, never past 0.98 of full scale."""
+    peak = float(np.max(np.abs(samples))) or 1.0
+    return (samples * min(gain, 0.98 / peak)).astype(np.float32)
 
 
 class VoicePersonalityIntegration:
@@ -60,7 +64,20 @@ class VoicePersonalityIntegration:
 
     async def traits(self, message: VoiceMessage) -> Traits:
         """The current traits for the message's speaker."""
-        return await self.personality_manager.load(self.scope(message))
+        return await self.traits_of(message.speaker)
+
+    async def traits_of(self, speaker: str) -> Traits:
+        """The current traits for ``speaker``."""
+        return await self.personality_manager.load(f"user:{speaker}")
+
+    def speaking_rate(self, traits: Traits) -> float:
+        """``voice_engagement_factor ** (2 × pace − 1)``: faster for a brisk pace."""
+        return float(self.config.voice_engagement_factor ** (2 * traits.pace - 1))
+
+    def volume_gain(self, confidence: float | None) -> float:
+        """``voice_confidence_factor ** (2 × confidence − 1)``: louder when sure."""
+        level = 0.5 if confidence is None else confidence
+        return float(self.config.voice_confidence_factor ** (2 * level - 1))
 
     async def enhance_voice_context(
         self, voice_message: VoiceMessage, conversation_state: ConversationState | None = None
@@ -114,19 +131,34 @@ class VoicePersonalityIntegration:
             metadata={**voice_response.metadata, "personality": adapted},
         )
 
-    async def adapt_outcome(self, outcome: TurnOutcome, message: VoiceMessage) -> TurnOutcome:
-        """``adapt_voice_response`` for a turn not yet stored, so history keeps what is said."""
+    async def adapt_outcome(self, outcome: TurnOutcome) -> TurnOutcome:
+        """Shape a turn not yet stored, so the history keeps what is said.
+
+        The reply was already made at the speaker's pace, volume and sentence
+        budget (``coda.integrations.hooks``); a reply over the budget (from a
+        responder that does not take one) is cut and, unless it was already
+        played, spoken again.
+        """
         if not self.config.enable_response_adaptation:
             return outcome
-        text, samples, adapted = await self.shape(
-            await self.traits(message),
-            outcome.reply_text,
-            outcome.audio,
-            outcome.sample_rate,
-            outcome.scores.get("confidence_score"),
-        )
-        outcome.reply_text, outcome.audio = text, samples
-        outcome.metadata["personality"] = adapted
+        traits = await self.traits_of(outcome.turn.speaker)
+        sentences = split_sentences(outcome.reply_text)
+        over = len(sentences) - traits.max_sentences
+        if over > 0 and not outcome.turn.streamed:
+            text, samples, _ = await self.shape(
+                traits,
+                outcome.reply_text,
+                outcome.audio,
+                outcome.sample_rate,
+                outcome.scores.get("confidence_score"),
+            )
+            outcome.reply_text, outcome.audio = text, samples
+        outcome.metadata["personality"] = {
+            "traits": traits.as_dict(),
+            "trimmed_sentences": max(0, over) if not outcome.turn.streamed else 0,
+            "speaking_rate": round(self.speaking_rate(traits), 3),
+            "volume_gain": round(self.volume_gain(outcome.scores.get("confidence_score")), 3),
+        }
         return outcome
 
     async def shape(
@@ -142,16 +174,13 @@ class VoicePersonalityIntegration:
         trimmed = len(sentences) > traits.max_sentences
         if trimmed:
             text = " ".join(sentences[: traits.max_sentences])
-        pace = self.config.voice_engagement_factor ** (2 * traits.pace - 1)
-        gain = self.config.voice_confidence_factor ** (
-            2 * (0.5 if confidence is None else confidence) - 1
-        )
+        pace = self.speaking_rate(traits)
+        gain = self.volume_gain(confidence)
         if samples.size and self.tts is not None and (trimmed or abs(pace - 1.0) > 0.01):
             speech = await self.tts.synthesize(text, speaking_rate=pace)
-            samples = resample(speech.samples, speech.sample_rate, rate)
+            samples = await asyncio.to_thread(resample, speech.samples, speech.sample_rate, rate)
         if samples.size:
-            peak = float(np.max(np.abs(samples))) or 1.0
-            samples = (samples * min(gain, 0.98 / peak)).astype(np.float32)
+            samples = await asyncio.to_thread(_regain, samples, gain)
         adapted = {
             "traits": traits.as_dict(),
             "trimmed_sentences": len(sentences) - traits.max_sentences if trimmed else 0,
@@ -172,19 +201,36 @@ class VoicePersonalityIntegration:
         Steps are multiples of ``adjustment_sensitivity``: explicit feedback 4,
         the user's own words 2, an interruption 1. Traits persist at once.
         """
+        await self.learn(
+            voice_message.speaker,
+            feedback=user_feedback,
+            words=user_words(voice_message),
+            interrupted=bool(voice_response.metadata.get("interrupted")),
+        )
+
+    async def learn(
+        self,
+        speaker: str,
+        *,
+        feedback: dict[str, Any] | None = None,
+        words: str = "",
+        interrupted: bool = False,
+    ) -> bool:
+        """Move ``speaker``'s traits (see ``learn_from_voice_interaction``); True if moved."""
         if not self.config.enable_personality_learning:
-            return
+            return False
         step = self.config.adjustment_sensitivity
-        changes = [(t, d, EXPLICIT_STEPS) for t, d in explicit_changes(user_feedback or {})]
-        changes += [(t, d, IMPLICIT_STEPS) for t, d in signals_in(user_words(voice_message))]
-        if voice_response.metadata.get("interrupted"):
+        changes = [(t, d, EXPLICIT_STEPS) for t, d in explicit_changes(feedback or {})]
+        changes += [(t, d, IMPLICIT_STEPS) for t, d in signals_in(words)]
+        if interrupted:
             changes.append(("verbosity", -1.0, INTERRUPTION_STEPS))
         if not changes:
-            return
-        traits = await self.traits(voice_message)
+            return False
+        traits = await self.traits_of(speaker)
         for trait, direction, steps in changes:
             traits.nudge(trait, direction, steps * step)
-        await self.personality_manager.save(self.scope(voice_message), traits)
+        await self.personality_manager.save(f"user:{speaker}", traits)
+        return True
 
     async def close(self) -> None:
         """Close the trait store."""

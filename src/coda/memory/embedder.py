@@ -6,6 +6,7 @@ Runs on its own thread, never on the event loop.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +16,8 @@ from coda.worker import WorkerThread
 
 DIMENSIONS = 384
 _MAX_TOKENS = 128
+_RECENT = 64
+"""Single sentences whose vectors are kept (a turn's words, asked for twice)."""
 
 
 class MiniLMEmbedder:
@@ -26,6 +29,8 @@ class MiniLMEmbedder:
         self._worker = WorkerThread("embedder")
         self._session: object | None = None
         self._tokenizer: object | None = None
+        # A turn's words are embedded by memory and by tool ranking: embed them once.
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     async def load(self) -> None:
         """Load the model and tokenizer (idempotent)."""
@@ -49,7 +54,15 @@ class MiniLMEmbedder:
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors, one row per text (shape ``(len(texts), DIMENSIONS)``)."""
         await self.load()
-        return await self._worker.run(self.embed_now, list(texts))
+        if len(texts) == 1 and texts[0] in self._recent:
+            self._recent.move_to_end(texts[0])
+            return self._recent[texts[0]][None, :]
+        vectors = await self._worker.run(self.embed_now, list(texts))
+        if len(texts) == 1:
+            self._recent[texts[0]] = vectors[0]
+            if len(self._recent) > _RECENT:
+                self._recent.popitem(last=False)
+        return vectors
 
     def embed_now(self, texts: list[str]) -> np.ndarray:
         """The blocking embedding call (for the worker thread or a benchmark)."""
@@ -69,5 +82,6 @@ class MiniLMEmbedder:
     async def close(self) -> None:
         """Free the model and its thread."""
         self._session = self._tokenizer = None
+        self._recent.clear()
         self._worker.shutdown()
         self._worker = WorkerThread("embedder")

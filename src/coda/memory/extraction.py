@@ -29,7 +29,7 @@ _PREFERENCE = re.compile(
 )
 _FACT = re.compile(
     r"^(?:"
-    r"my\s+[\w' -]{1,40}?\s+(?:is|are|was|were)\b"  # my dog is called Bella
+    r"(?:my|our)\s+[\w' -]{1,40}?\s+(?:is|are|was|were|lives|live|works|work|studies|has|have)\b"
     r"|call\s+me\s+\w+"
     r"|i\s+(?:live|work|study|grew\s+up|was\s+born)\s+(?:in|at|for|on)\b"
     r"|i\s+(?:am|'m)\s+(?:a|an|allergic|vegetarian|vegan|from|married|\d+\s+years)\b"

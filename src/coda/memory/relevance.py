@@ -24,11 +24,13 @@ COSINE_WEIGHT = 0.6
 
 
 def _stem(word: str) -> str:
+    """A crude stem that maps "live", "lives", "lived" and "living" alike ("liv")."""
     word = word.removesuffix("'s").strip("'")
     for suffix in ("ing", "ed", "es", "s"):
         if len(word) > len(suffix) + 2 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if len(word) > 3 and word.endswith("e") else word
 
 
 def content_stems(text: str) -> set[str]:

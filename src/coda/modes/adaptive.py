@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from coda.core.models import VoiceProcessingMode
+from coda.core.enums import VoiceProcessingMode
+from coda.core.errors import ConfigurationError
 
 GREETINGS = frozenset(
     [
@@ -150,10 +151,14 @@ class AdaptivePolicy:
             features: The turn's features.
             available: Each known mode, with None if available or the reason it is not.
 
+        When every available mode is resting after failures, the one that failed
+        longest ago is tried again: a turn is answered if anything can answer it.
+
         Raises:
-            ValueError: If no mode is available.
+            ConfigurationError: If no mode is available at all.
         """
         usable = []
+        resting = []
         excluded = {}
         for mode, why_not in available.items():
             stats = self._stats(conversation_id, mode)
@@ -161,10 +166,14 @@ class AdaptivePolicy:
                 excluded[mode.value] = why_not
             elif stats.failures >= self.max_failures and not self._due_for_retry(stats):
                 excluded[mode.value] = f"failed {stats.failures} times in a row"
+                resting.append(mode)
             else:
                 usable.append(mode)
+        if not usable and resting:
+            usable = [min(resting, key=lambda m: self._stats(conversation_id, m).failed_at or 0.0)]
+            excluded.pop(usable[0].value)
         if not usable:
-            raise ValueError(f"no responder is available: {excluded}")
+            raise ConfigurationError(f"no responder is available: {excluded}")
         within = [m for m in usable if self._fast_enough(conversation_id, m)]
         pool = within or usable
         ranked = sorted(pool, key=lambda m: self._rank(conversation_id, m, features), reverse=True)

@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import numpy as np
+
 from coda.audio.decode import resample
 from coda.core.config import LLMConfig, StreamingConfig
-from coda.core.models import VoiceProcessingMode
+from coda.core.enums import VoiceProcessingMode
 from coda.modes.clock import TurnClock
-from coda.modes.events import SpokenPiece, TextDelta, TurnEvent, TurnFinished
 from coda.modes.prompt import build_messages
 from coda.modes.responder import TurnRequest
 from coda.modes.sentences import SentenceSplitter
@@ -25,8 +26,19 @@ from coda.providers.base import (
     SpeechAudio,
     TextToSpeech,
 )
+from coda.turn.events import SpokenPiece, TextDelta, TurnEvent, TurnFinished
 
 _DONE = object()
+_SENTENCE_END = (".", "?", "!")
+
+
+def _shape(samples: np.ndarray, rate: int, output_rate: int, gain: float) -> np.ndarray:
+    """Resample one piece to the output rate and scale it by ``gain``, never clipping."""
+    audio = resample(samples, rate, output_rate)
+    if gain != 1.0 and audio.size:
+        peak = float(np.max(np.abs(audio))) or 1.0
+        audio = (audio * min(gain, 0.98 / peak)).astype(np.float32)
+    return audio
 
 
 class CascadeResponder:
@@ -79,8 +91,11 @@ class CascadeResponder:
         events: asyncio.Queue[object] = asyncio.Queue()
         sentences: asyncio.Queue[object] = asyncio.Queue()
         reply: list[str] = []
-        llm_task = asyncio.create_task(self._generate(generation, stats, clock, events, sentences))
-        tts_task = asyncio.create_task(self._speak(clock, events, sentences))
+        spoken: list[str] = []
+        llm_task = asyncio.create_task(
+            self._generate(generation, stats, clock, events, sentences, request.max_sentences)
+        )
+        tts_task = asyncio.create_task(self._speak(request, clock, events, sentences, spoken))
         try:
             finished = 0
             while finished < 2:
@@ -105,6 +120,9 @@ class CascadeResponder:
             "completion_tokens": stats.completion_tokens,
             "llm_stats": stats.extra,
         }
+        if stats.finish_reason == "sentence_budget":
+            # Cut at the personality's sentence budget: the reply is what was said.
+            reply = [" ".join(spoken)]
         yield TurnFinished("".join(reply).strip(), stats.finish_reason, dict(clock.marks), details)
 
     async def _generate(
@@ -114,7 +132,9 @@ class CascadeResponder:
         clock: TurnClock,
         events: asyncio.Queue[object],
         sentences: asyncio.Queue[object],
+        max_sentences: int | None,
     ) -> None:
+        ended = 0
         splitter = SentenceSplitter(
             self._streaming.max_sentence_chars,
             self._streaming.first_clause_min_words,
@@ -130,7 +150,11 @@ class CascadeResponder:
                 for sentence in splitter.feed(delta):
                     clock.mark("llm_first_clause")
                     sentences.put_nowait(sentence)
-            tail = splitter.flush()
+                    ended += sentence.rstrip().endswith(_SENTENCE_END)
+                if max_sentences is not None and ended >= max_sentences:
+                    stats.finish_reason = "sentence_budget"
+                    break
+            tail = None if stats.finish_reason == "sentence_budget" else splitter.flush()
             if tail:
                 clock.mark("llm_first_clause")
                 sentences.put_nowait(tail)
@@ -142,7 +166,12 @@ class CascadeResponder:
             events.put_nowait(_DONE)
 
     async def _speak(
-        self, clock: TurnClock, events: asyncio.Queue[object], sentences: asyncio.Queue[object]
+        self,
+        request: TurnRequest,
+        clock: TurnClock,
+        events: asyncio.Queue[object],
+        sentences: asyncio.Queue[object],
+        spoken: list[str],
     ) -> None:
         try:
             while (sentence := await sentences.get()) is not _DONE:
@@ -150,16 +179,17 @@ class CascadeResponder:
                 if not any(ch.isalnum() for ch in sentence):
                     continue  # punctuation or emoji alone: nothing to say
                 started = clock.since()
-                audio = await self.tts.synthesize(sentence)
-                audio = SpeechAudio(
-                    resample(audio.samples, audio.sample_rate, self._output_rate),
-                    self._output_rate,
+                audio = await self.tts.synthesize(sentence, request.speaking_rate)
+                samples = await asyncio.to_thread(
+                    _shape, audio.samples, audio.sample_rate, self._output_rate, request.volume_gain
                 )
+                audio = SpeechAudio(samples, self._output_rate)
                 spent = clock.stop(started)
                 clock.add("tts_total", spent)
                 if "tts_first_audio" not in clock.marks:
                     clock.marks["tts_first_audio"] = spent
                     clock.mark("first_audio")
+                spoken.append(sentence.strip())
                 events.put_nowait(SpokenPiece(sentence, audio))
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which re-raises
             events.put_nowait(exc)

@@ -1,6 +1,9 @@
-"""Hybrid: two responders answer at once; the better answer within the budget wins.
+"""Hybrid: two responders answer; the better answer within the budget wins.
 
-Each candidate is buffered. At ``max_latency_ms`` after the turn started, the
+With ``parallel`` (``VoiceConfig.enable_parallel_processing``) the candidates run
+at once; without it they run one after another, and the next is tried only while
+no answer has come within the budget (less CPU, more latency). Each candidate is
+buffered. At ``max_latency_ms`` after the turn started, the
 finished candidates are scored (relevance, coherence, audio quality) and the
 best is played; if none has finished, the first to finish wins. A candidate
 that fails is dropped; if both fail, the first error is raised. The metadata
@@ -17,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from coda.core.models import VoiceProcessingMode
+from coda.core.enums import VoiceProcessingMode
+from coda.core.errors import ConfigurationError
 from coda.modes import quality
 from coda.modes.clock import TurnClock
-from coda.modes.events import SpokenPiece, TurnEvent, TurnFinished
 from coda.modes.responder import Responder, TurnRequest
+from coda.turn.events import SpokenPiece, TurnEvent, TurnFinished
 
 
 @dataclass
@@ -71,11 +75,14 @@ class HybridResponder:
 
     mode = VoiceProcessingMode.HYBRID
 
-    def __init__(self, responders: Sequence[Responder], max_latency_ms: float) -> None:
+    def __init__(
+        self, responders: Sequence[Responder], max_latency_ms: float, parallel: bool = True
+    ) -> None:
         if len(responders) < 2:
-            raise ValueError("hybrid needs at least two responders")
+            raise ConfigurationError("hybrid needs at least two responders")
         self.responders = list(responders)
         self.max_latency_ms = max_latency_ms
+        self.parallel = parallel
         self.name = "hybrid(" + ", ".join(r.name for r in responders) + ")"
 
     async def respond(self, request: TurnRequest, clock: TurnClock) -> AsyncIterator[TurnEvent]:
@@ -85,32 +92,14 @@ class HybridResponder:
             The first candidate's error, if every candidate fails.
         """
         candidates = [Candidate(r, clock.child()) for r in self.responders]
-        tasks = [asyncio.create_task(self._run(c, request)) for c in candidates]
-        try:
-            budget = max(0.0, (self.max_latency_ms - clock.elapsed_ms()) / 1000)
-            await asyncio.wait(tasks, timeout=budget)
-            finished = [c for c in candidates if c.finished is not None]
-            if not finished and not all(t.done() for t in tasks):
-                reason = f"none finished within {self.max_latency_ms:.0f} ms; first to finish"
-                pending = [t for t in tasks if not t.done()]
-                while pending and not finished:
-                    _, pending_set = await asyncio.wait(
-                        pending, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    pending = list(pending_set)
-                    finished = [c for c in candidates if c.finished is not None]
-            else:
-                reason = f"best score among answers ready within {self.max_latency_ms:.0f} ms"
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self.parallel:
+            finished, reason = await self._race(candidates, request, clock)
+        else:
+            finished, reason = await self._in_turn(candidates, request, clock)
         if not finished:
             raise next(c.error for c in candidates if c.error is not None)
-        for candidate in finished:
-            candidate.score = score(request.text, candidate)
+        for candidate in finished:  # numpy over the audio: off the event loop
+            candidate.score = await asyncio.to_thread(score, request.text, candidate)
         winner = max(finished, key=lambda c: c.score or 0.0)
         failed = [c for c in candidates if c.error is not None]
         late = [c for c in candidates if c.finished is None and c.error is None]
@@ -133,6 +122,46 @@ class HybridResponder:
         yield TurnFinished(
             winner.finished.reply_text, winner.finished.finish_reason, dict(clock.marks), details
         )
+
+    async def _race(
+        self, candidates: list[Candidate], request: TurnRequest, clock: TurnClock
+    ) -> tuple[list[Candidate], str]:
+        """Run every candidate at once; wait out the budget, or for the first answer."""
+        tasks = [asyncio.create_task(self._run(c, request)) for c in candidates]
+        try:
+            budget = max(0.0, (self.max_latency_ms - clock.elapsed_ms()) / 1000)
+            await asyncio.wait(tasks, timeout=budget)
+            finished = [c for c in candidates if c.finished is not None]
+            if finished or all(t.done() for t in tasks):
+                return (
+                    finished,
+                    f"best score among answers ready within {self.max_latency_ms:.0f} ms",
+                )
+            pending = [t for t in tasks if not t.done()]
+            while pending and not finished:
+                _, still = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                pending = list(still)
+                finished = [c for c in candidates if c.finished is not None]
+            return finished, f"none finished within {self.max_latency_ms:.0f} ms; first to finish"
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _in_turn(
+        self, candidates: list[Candidate], request: TurnRequest, clock: TurnClock
+    ) -> tuple[list[Candidate], str]:
+        """Run the candidates one after another until the budget is spent on an answer."""
+        finished: list[Candidate] = []
+        for candidate in candidates:
+            if finished and clock.elapsed_ms() >= self.max_latency_ms:
+                break
+            await self._run(candidate, request)
+            if candidate.finished is not None:
+                finished.append(candidate)
+        return finished, f"one after another (not parallel) within {self.max_latency_ms:.0f} ms"
 
     @staticmethod
     async def _run(candidate: Candidate, request: TurnRequest) -> None:

@@ -8,9 +8,9 @@ from coda.audio.decode import resample
 from coda.core.errors import ValidationError
 from coda.core.models import VoiceProcessingMode
 from coda.modes.clock import TurnClock
-from coda.modes.events import SpokenPiece, TextDelta, TurnEvent, TurnFinished
 from coda.modes.responder import TurnRequest
 from coda.providers.base import SpeechAudio, SpeechToSpeech
+from coda.turn.events import SpokenPiece, TextDelta, TurnEvent, TurnFinished
 
 SPEECH_NEEDED = "Moshi answers speech, and this turn has no audio"
 

@@ -34,7 +34,7 @@ STATIC = Path(__file__).with_name("static")
 
 PROTOCOL = """
 Live conversation over a websocket:
-`GET /v1/conversations/{id}/stream?rate=16000&api_key=KEY[&mode=adaptive]`.
+`GET /v1/conversations/{id}/stream?rate=16000&api_key=KEY[&mode=adaptive][&user=NAME]`.
 
 Client → server: binary messages of mono PCM16 little-endian at `rate` (8000–48000 Hz),
 at most `max_frame_bytes` each (20 ms frames recommended); JSON text messages
@@ -43,9 +43,13 @@ echo cancellation) and `{"type": "end"}`.
 
 Server → client JSON messages: `ready` {conversation_id, input_rate, output_rate},
 `speech_started` {at}, `speech_ended` {at, endpointing_ms}, `transcript` {text},
-`text` {delta}, `audio` {seq, samples, text} followed by one binary message of PCM16
-at output_rate, `interrupted` {heard} (stop playback now), `turn` {mode, user_text,
-reply_text, timings_ms, interrupted}, `error` {code, message}.
+`memory` {memories} (what was remembered), `tool` {name, arguments, success, result,
+error}, `text` {delta}, `audio` {seq, samples, text} followed by one binary message of
+PCM16 at output_rate, `interrupted` {heard, spoken} (stop playback now), `turn` {mode,
+user_text, reply_text, timings_ms, interrupted}, `error` {code, message}.
+
+`user=NAME` (query, or a REST field) says who is speaking behind the key: memories
+and personality belong to the key and that user.
 
 Close codes: 1008 key, origin, rate or time limit; 1009 message too big; 1003 bad
 data; 1011 server error; 1013 too many sessions.
@@ -83,7 +87,7 @@ def create_app(settings: ServerSettings, manager: VoiceManager | None = None) ->
     app.state.voice = voice
     app.state.keys = keys
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(voice.config.metrics_enabled)
     app.state.sessions = 0
     if settings.allowed_origins:
         app.add_middleware(

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import HTTPException, Request, WebSocket
 
 from coda.server.security import ApiKeys, RateLimiter
+
+USER = r"^[A-Za-z0-9_.@:-]{1,64}$"
+"""What a ``user`` (one person behind an API key) may look like."""
+
+
+def speaker_of(identity: str | None, user: str | None) -> str:
+    """Who is speaking: the key's identity, and the optional ``user`` behind it.
+
+    Memories and personality belong to the speaker, so one key never sees another
+    key's, and each user of a shared key has their own.
+
+    Raises:
+        ValueError: If ``user`` is not 1-64 of ``[A-Za-z0-9_.@:-]``.
+    """
+    if user is not None and not re.match(USER, user):
+        raise ValueError("user must be 1-64 of [A-Za-z0-9_.@:-]")
+    return f"key-{(identity or 'anonymous')[:16]}/{user or 'default'}"
 
 
 def presented_key(connection: Request | WebSocket) -> str | None:

@@ -22,9 +22,11 @@ from coda.audio.frames import SampleQueue
 from coda.core.models import VoiceProcessingMode
 from coda.providers.s2s.moshi_live import MoshiLiveBridge
 from coda.server import errors, logs, moshi_stream
-from coda.server.auth import check
+from coda.server.auth import check, speaker_of
 from coda.server.frames import CONVERSATION_ID, Closed, pcm16, read_pcm16
-from coda.streaming.duplex import DuplexSession, SessionEvent
+from coda.server.protocol import message_of
+from coda.streaming.duplex import DuplexSession
+from coda.turn.events import Interrupted, SpeechEnded, SpokenPiece, TurnFailed, TurnOutcome
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -42,37 +44,6 @@ def _origin_allowed(socket: WebSocket) -> bool:
     return origin.split("://", 1)[-1] == host
 
 
-def _message(event: SessionEvent, seq: int) -> dict[str, Any]:
-    if event.kind == "speech_started":
-        return {"type": "speech_started", "at": round(event.at_seconds, 3)}
-    if event.kind == "speech_ended":
-        return {
-            "type": "speech_ended",
-            "at": round(event.at_seconds, 3),
-            "endpointing_ms": round(event.metadata.get("endpointing_ms", 0.0), 1),
-        }
-    if event.kind == "transcript":
-        return {"type": "transcript", "text": event.text}
-    if event.kind == "text":
-        return {"type": "text", "delta": event.text}
-    if event.kind == "audio":
-        assert event.audio is not None
-        return {"type": "audio", "seq": seq, "samples": len(event.audio), "text": event.text}
-    if event.kind == "interrupted":
-        return {"type": "interrupted", "heard": event.metadata.get("heard", "")}
-    if event.kind == "turn_finished":
-        metadata = event.metadata
-        return {
-            "type": "turn",
-            "mode": metadata.get("mode"),
-            "user_text": metadata.get("transcript"),
-            "reply_text": event.text,
-            "timings_ms": metadata.get("timings_ms", {}),
-            "interrupted": bool(metadata.get("interrupted", False)),
-        }
-    return {"type": "error", "code": "turn_failed", "message": event.text or "the turn failed"}
-
-
 @router.websocket("/v1/conversations/{conversation_id}/stream")
 async def stream(socket: WebSocket, conversation_id: str) -> None:
     """A full-duplex conversation; the protocol is in the API description."""
@@ -81,9 +52,13 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
     # Accept first: a browser then sees the close code and reason, not a bare 403.
     await socket.accept()
     try:
-        _, status, reason = check(socket)
+        identity, status, reason = check(socket)
         if status:
             raise Closed(errors.POLICY, reason)
+        try:
+            speaker = speaker_of(identity, socket.query_params.get("user"))
+        except ValueError as bad:
+            raise Closed(errors.POLICY, str(bad)) from None
         if not _origin_allowed(socket):
             raise Closed(errors.POLICY, "origin not allowed")
         if not re.match(CONVERSATION_ID, conversation_id):
@@ -124,7 +99,7 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
             return
         if await voice.get_conversation_state(conversation_id) is None:
             await voice.start_conversation(conversation_id)
-        session = DuplexSession(voice.engine, conversation_id, rate, mode)
+        session = DuplexSession(voice.engine, conversation_id, rate, mode, speaker=speaker)
         await _ready(socket, conversation_id, rate, voice.config.audio.sample_rate)
         ledger = SampleQueue()
         await _race(
@@ -207,16 +182,19 @@ async def _write(socket: WebSocket, session: DuplexSession, ledger: SampleQueue)
     seq = 0
     while True:
         event = await session.events.get()
-        await socket.send_json(_message(event, seq))
-        if event.kind == "audio" and event.audio is not None:
-            ledger.push(event.audio)
-            await socket.send_bytes(pcm16(event.audio))
+        message = message_of(event, seq)
+        if message is None:
+            continue
+        await socket.send_json(message)
+        if isinstance(event, SpokenPiece):
+            ledger.push(event.audio.samples)
+            await socket.send_bytes(pcm16(event.audio.samples))
             seq += 1
-        elif event.kind == "speech_ended":
-            endpointing = event.metadata.get("endpointing_ms")
-        elif event.kind == "interrupted":
+        elif isinstance(event, SpeechEnded):
+            endpointing = event.endpointing_ms
+        elif isinstance(event, Interrupted):
             ledger.clear()
-        elif event.kind == "turn_finished":
-            metrics.record_turn(event.metadata.get("mode", "?"), event.metadata, endpointing)
-        elif event.kind == "error":
-            metrics.errors.labels((event.text or "error").split(":")[0]).inc()
+        elif isinstance(event, TurnOutcome):
+            metrics.record_turn(event.mode.value, event.metadata, endpointing)
+        elif isinstance(event, TurnFailed):
+            metrics.errors.labels(event.error).inc()

@@ -19,9 +19,15 @@ STAGES = {
 
 
 class Metrics:
-    """One registry per server, so tests and several apps do not collide."""
+    """One registry per server, so tests and several apps do not collide.
 
-    def __init__(self) -> None:
+    Args:
+        enabled: Collect and expose (``VoiceConfig.metrics_enabled``); when off,
+            turns are not recorded and ``/metrics`` answers 404.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
         self.registry = CollectorRegistry()
         self.stage_seconds = Histogram(
             "coda_turn_stage_seconds",
@@ -62,6 +68,8 @@ class Metrics:
         self, mode: str, metadata: dict[str, Any], endpointing_ms: float | None
     ) -> None:
         """Fold one finished turn's timings (ms) into the histograms."""
+        if not self.enabled:
+            return
         timings = dict(metadata.get("timings_ms", {}))
         if endpointing_ms is not None:
             timings["endpointing_ms"] = endpointing_ms

@@ -12,7 +12,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from coda.core.models import VoiceMessage, VoiceProcessingMode, VoiceResponse, new_id
 from coda.server import logs
-from coda.server.auth import require_key
+from coda.server.auth import USER, require_key, speaker_of
 from coda.server.frames import CONVERSATION_ID
 from coda.voice.manager import VoiceManager
 
@@ -30,6 +30,26 @@ class TextMessage(BaseModel):
     """A typed turn (JSON body of ``POST .../messages``)."""
 
     text: str = Field(min_length=1, max_length=4000)
+    user: str | None = Field(default=None, pattern=USER)
+
+
+class Feedback(BaseModel):
+    """Feedback about the last reply (body of ``POST .../feedback``)."""
+
+    model_config = {"extra": "forbid"}
+
+    too_long: bool | None = None
+    too_short: bool | None = None
+    verbosity: str | float | None = None
+    formality: str | float | None = None
+    warmth: str | float | None = None
+    humour: str | float | None = None
+    pace: str | float | None = None
+    user: str | None = Field(default=None, pattern=USER)
+
+
+User = Annotated[str | None, Query(pattern=USER, description="who is speaking, behind the key")]
+Identity = Annotated[str, Depends(require_key)]
 
 
 def _voice(request: Request) -> VoiceManager:
@@ -69,8 +89,11 @@ async def ready(request: Request) -> Response:
 
 @router.get("/metrics", tags=["operations"])
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics (text exposition format)."""
-    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+    """Prometheus metrics (text exposition format); 404 when ``metrics_enabled`` is off."""
+    collected = request.app.state.metrics
+    if not collected.enabled:
+        raise HTTPException(404, "metrics are switched off (metrics_enabled)")
+    return Response(collected.render(), media_type="text/plain; version=0.0.4")
 
 
 @router.post("/v1/conversations", status_code=201, tags=["conversations"])
@@ -130,11 +153,16 @@ async def history(
 async def post_message(
     request: Request,
     conversation_id: ConversationId,
+    identity: Identity,
     mode: VoiceProcessingMode | None = None,
+    user: User = None,
 ) -> dict[str, Any]:
-    """Answer one message: audio (WAV, FLAC, MP3, OGG) or JSON ``{"text": ...}``.
+    """Answer one message: audio (WAV, FLAC, MP3, OGG) or JSON ``{"text": ..., "user": ...}``.
 
-    Returns the reply: text, mode, timings and scores, and WAV audio in base64.
+    Memory, personality, tools and sync take part as the server enables them; the
+    memories and personality are the speaker's: the API key's, and ``user``'s.
+    Returns the reply: text, mode, timings and scores, what was remembered and
+    which tools ran (``metadata``), and WAV audio in base64.
     """
     voice = _voice(request)
     logs.conversation_id.set(conversation_id)
@@ -154,9 +182,10 @@ async def post_message(
             raise HTTPException(
                 422, f'expected {{"text": ...}}: {exc.errors()[0]["msg"]}'
             ) from None
-        message = VoiceMessage(conversation_id, b"", text_content=typed.text)
+        speaker = speaker_of(identity, typed.user or user)
+        message = VoiceMessage(conversation_id, b"", text_content=typed.text, speaker=speaker)
     else:
-        message = VoiceMessage(conversation_id, bytes(body))
+        message = VoiceMessage(conversation_id, bytes(body), speaker=speaker_of(identity, user))
     metrics = request.app.state.metrics
     try:
         response = await voice.process_voice_message(message, mode)
@@ -167,3 +196,27 @@ async def post_message(
         response.processing_mode.value if response.processing_mode else "?", response.metadata, None
     )
     return response_json(response)
+
+
+@router.post("/v1/conversations/{conversation_id}/feedback", tags=["conversations"])
+async def feedback(
+    request: Request, conversation_id: ConversationId, identity: Identity, body: Feedback
+) -> dict[str, Any]:
+    """Feedback about the last reply: the speaker's personality moves at once.
+
+    ``{"too_long": true}`` makes the next replies shorter; ``{"pace": "slower"}``
+    slows the voice. Returns the speaker's traits after the change.
+    """
+    voice = _voice(request)
+    if await voice.get_conversation_state(conversation_id) is None:
+        raise HTTPException(404, f"no conversation {conversation_id!r}")
+    personality = voice.engine.integrations.personality
+    if personality is None:
+        raise HTTPException(409, "the personality integration is switched off")
+    speaker = speaker_of(identity, body.user)
+    given = body.model_dump(exclude_none=True, exclude={"user"})
+    if not given:
+        raise HTTPException(422, "give at least one of too_long, too_short or a trait")
+    moved = await personality.learn(speaker, feedback=given)
+    traits = await personality.traits_of(speaker)
+    return {"conversation_id": conversation_id, "changed": moved, "traits": traits.as_dict()}

@@ -19,7 +19,7 @@ from pydantic_settings import (
 )
 
 from coda.core.config import LLMConfig, MoshiConfig, VoiceConfig
-from coda.core.models import VoiceProcessingMode
+from coda.core.enums import VoiceProcessingMode
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -44,6 +44,10 @@ class ServerSettings(BaseSettings):
         store: SQLite file for conversations (None: the default).
         models: Folder for assembled models (None: the default).
         default_mode: Processing mode for turns that name none.
+        memory, personality, tools, sync: Switch each integration on or off
+            (all on by default).
+        metrics_enabled: Prometheus collection and ``/metrics``.
+        analytics: Per-conversation figures in the engine's stats.
     """
 
     model_config = SettingsConfigDict(env_prefix="CODA_", extra="forbid")
@@ -65,6 +69,12 @@ class ServerSettings(BaseSettings):
     store: str | None = None
     models: str | None = None
     default_mode: VoiceProcessingMode = VoiceProcessingMode.ADAPTIVE
+    memory: bool = True
+    personality: bool = True
+    tools: bool = True
+    sync: bool = True
+    metrics_enabled: bool = True
+    analytics: bool = True
 
     @field_validator("api_keys", "api_key_hashes", "allowed_origins", mode="before")
     @classmethod
@@ -84,6 +94,12 @@ class ServerSettings(BaseSettings):
             store_path=self.store,
             model_cache_dir=self.models,
             default_mode=self.default_mode,
+            enable_memory_integration=self.memory,
+            enable_personality_integration=self.personality,
+            enable_tools_integration=self.tools,
+            enable_conversation_sync=self.sync,
+            metrics_enabled=self.metrics_enabled,
+            enable_analytics=self.analytics,
         )
 
 

@@ -1,17 +1,20 @@
 """A full-duplex voice session: audio in continuously, the reply out as it is made.
 
 The transport (a websocket, a sound card) calls ``feed`` with each captured
-frame and ``played`` with the reply audio as it actually plays; it reads
-``SessionEvent``s from ``events``. The front end's endpointing ends the user's
-turn; recognition starts speculatively at the tentative end of speech; the reply
-streams out clause by clause.
+frame and ``played`` with the reply audio as it actually plays; it reads the
+turn's events (``coda.turn.events``) from ``events``. The front end's
+endpointing ends the user's turn; recognition starts speculatively at the
+tentative end of speech; the reply streams out clause by clause through the same
+turn pipeline as every other entry point.
 
 Barge-in: speech that lasts ``barge_in_min_speech_ms`` while a reply is being
 made or played interrupts it, unless its words are a backchannel ("mm-hm",
-"yeah"). The reply's generation is cancelled at once and an ``interrupted``
+"yeah"). The reply's generation is cancelled at once and an ``Interrupted``
 event tells the transport to stop playing; the conversation keeps only the part
-of the reply that was actually played. Time is counted in samples, so the same
-audio always gives the same decisions.
+of the reply that was actually played. Recognition for these checks runs in
+tasks, so ``feed`` never waits for it and the transport keeps reading frames;
+a driver that wants decisions to depend on the audio alone awaits ``settle()``
+after each frame. Time is counted in samples.
 """
 
 from __future__ import annotations
@@ -20,50 +23,47 @@ import asyncio
 import contextlib
 import logging
 import re
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from coda.audio.endpointing import SpeechEnded, SpeechPaused, SpeechStarted, Utterance
+from coda.audio import endpointing
 from coda.audio.frames import FRONT_END_RATE
 from coda.audio.frontend import StreamingFrontEnd
+from coda.core.enums import VoiceProcessingMode
 from coda.core.errors import VoiceProcessingError
-from coda.core.models import VoiceProcessingMode
+from coda.core.models import new_id
 from coda.modes.clock import TurnClock
-from coda.modes.events import SpokenPiece, TextDelta, Transcribed
+from coda.turn.context import TurnContext, TurnOptions
+from coda.turn.events import (
+    Interrupted,
+    SpeechEnded,
+    SpeechStarted,
+    SpokenPiece,
+    Transcribed,
+    TurnEvent,
+    TurnFailed,
+    TurnOutcome,
+)
+from coda.turn.outcome import partial_outcome
 from coda.voice.engine import VoiceEngine
-from coda.voice.outcome import TurnOutcome
 from coda.worker import WorkerThread
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class SessionEvent:
-    """Something the transport should know.
-
-    Kinds: "speech_started", "speech_ended", "transcript", "text" (a reply delta),
-    "audio" (a reply piece to play: float32 at the output rate), "turn_finished"
-    (metadata holds the turn's timings and scores), "interrupted" (stop playing
-    now; metadata holds what was heard), "error".
-    """
-
-    kind: str
-    text: str | None = None
-    audio: np.ndarray | None = None
-    at_seconds: float = 0.0
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class _Reply:
     """The reply in flight: its pieces and how much of them has been played."""
 
+    turn: TurnContext
     user_text: str = ""
     pieces: list[tuple[str, int]] = field(default_factory=list)  # (text, samples)
     played: int = 0
     outcome: TurnOutcome | None = None
+    mode: VoiceProcessingMode = VoiceProcessingMode.LLM_ENHANCED
 
     @property
     def queued(self) -> int:
@@ -101,6 +101,8 @@ class DuplexSession:
         conversation_id: The conversation the turns belong to.
         input_rate: Rate of captured frames, in Hz.
         mode: Processing mode for the turns (None: the config's default).
+        speaker: Who is speaking (whose memories and personality apply).
+        options: How each turn is answered (e.g. which integrations take part).
     """
 
     def __init__(
@@ -109,10 +111,14 @@ class DuplexSession:
         conversation_id: str,
         input_rate: int,
         mode: VoiceProcessingMode | None = None,
+        *,
+        speaker: str = "user",
+        options: TurnOptions | None = None,
     ) -> None:
-        engine.require_ready()
-        self.engine = engine
+        self.pipeline = engine.require_ready()
         self.conversation_id = conversation_id
+        self.speaker = speaker
+        self.options = options or TurnOptions()
         self.mode = mode or engine.config.default_mode
         self._streaming = engine.config.streaming
         self._output_rate = engine.config.audio.sample_rate
@@ -122,11 +128,13 @@ class DuplexSession:
             playback_rate=self._output_rate,
             tentative_end_ms=self._streaming.tentative_end_ms,
         )
-        self.events: asyncio.Queue[SessionEvent] = asyncio.Queue()
+        self.events: asyncio.Queue[TurnEvent] = asyncio.Queue()
         self._worker = WorkerThread("session")
         self._turn: asyncio.Task[None] | None = None
         self._reply: _Reply | None = None
         self._speculation: tuple[int, asyncio.Task[Transcribed]] | None = None
+        self._checks: set[asyncio.Task[None]] = set()  # barge-in checks, ends of utterances
+        self._ending: asyncio.Task[None] | None = None
         self._barge_checked_at = 0.0
         self._backchannels = {_normalize(b) for b in self._streaming.backchannels}
         self.interruptions = 0
@@ -146,21 +154,35 @@ class DuplexSession:
         return self.frontend.endpointer.position_seconds
 
     async def feed(self, frame: np.ndarray) -> None:
-        """Process one captured frame (float32 mono at ``input_rate``)."""
+        """Process one captured frame (float32 mono at ``input_rate``); never waits on ASR."""
         for event in await self._worker.run(self.frontend.process, frame):
-            if isinstance(event, SpeechStarted):
+            if isinstance(event, endpointing.SpeechStarted):
                 self._barge_checked_at = 0.0  # each utterance gets its own barge-in checks
-                self._emit("speech_started", at_seconds=event.at_seconds)
-            elif isinstance(event, SpeechPaused):
+                self.events.put_nowait(SpeechStarted(event.at_seconds))
+            elif isinstance(event, endpointing.SpeechPaused):
                 self._speculate()
-            elif isinstance(event, SpeechEnded):
-                await self._on_speech_ended(event.utterance)
+            elif isinstance(event, endpointing.SpeechEnded):
+                self._on_speech_ended(event.utterance)
         if self.replying and self.frontend.endpointer.in_speech:
-            await self._maybe_barge_in()
+            self._maybe_barge_in()
         elif self._complete_sentence_heard():
             ended = self.frontend.endpointer.end_now()
             if ended is not None:
-                await self._on_speech_ended(ended.utterance)
+                self._on_speech_ended(ended.utterance)
+
+    async def settle(self) -> None:
+        """Wait for the recognition this session started (speculation, checks, turn ends).
+
+        A live transport never needs this; a test driver calls it after each frame
+        so that decisions depend on the audio fed, not on this machine's speed.
+        """
+        while True:
+            pending = [t for t in self._checks if not t.done()]
+            if self._speculation is not None and not self._speculation[1].done():
+                pending.append(self._speculation[1])  # type: ignore[arg-type]
+            if not pending:
+                return
+            await asyncio.wait(pending)
 
     def _complete_sentence_heard(self) -> bool:
         """The speculative transcript is ready, nothing was said since, and it is complete."""
@@ -189,23 +211,37 @@ class DuplexSession:
 
     async def close(self) -> None:
         """Cancel anything in flight and free the front end."""
-        await self._cancel_turn()
+        tasks = [t for t in (*self._checks, self._ending) if t is not None]
         if self._speculation is not None:
-            self._speculation[1].cancel()
+            tasks.append(self._speculation[1])  # type: ignore[arg-type]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        await self._cancel_turn()
         self.frontend.close()
         self._worker.shutdown()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+        return task
 
     # -- turns ----------------------------------------------------------------------------
 
     def _speculate(self) -> None:
         """Recognize the utterance so far while waiting to be sure it has ended."""
         audio = self.frontend.endpointer.current_utterance()
-        task = asyncio.create_task(self.engine.transcribe(audio, None, TurnClock()))
+        task = asyncio.create_task(self.pipeline.recognizer.words(audio, None, TurnClock()))
         if self._speculation is not None:
             self._speculation[1].cancel()
         self._speculation = (len(audio), task)
 
-    async def _speculative_transcript(self, utterance: Utterance) -> Transcribed | None:
+    def _take_speculation(
+        self, utterance: endpointing.Utterance
+    ) -> asyncio.Task[Transcribed] | None:
         if self._speculation is None:
             return None
         length, task = self._speculation
@@ -213,57 +249,67 @@ class DuplexSession:
         if length != len(utterance.samples):  # speech resumed after the pause
             task.cancel()
             return None
-        with contextlib.suppress(VoiceProcessingError):
-            return await task
-        return None
+        return task
 
-    async def _on_speech_ended(self, utterance: Utterance) -> None:
+    def _on_speech_ended(self, utterance: endpointing.Utterance) -> None:
         # How long after the true end of speech the turn was known to be over.
         waited_ms = max(0.0, (self.now_seconds - utterance.end_seconds) * 1000)
-        self._emit(
-            "speech_ended", at_seconds=utterance.end_seconds, metadata={"endpointing_ms": waited_ms}
-        )
-        transcript = await self._speculative_transcript(utterance)
+        self.events.put_nowait(SpeechEnded(utterance.end_seconds, waited_ms))
+        previous = self._ending
+        speculation = self._take_speculation(utterance)
+        self._ending = self._spawn(self._end_of_utterance(utterance, speculation, previous))
+
+    async def _end_of_utterance(
+        self,
+        utterance: endpointing.Utterance,
+        speculation: asyncio.Task[Transcribed] | None,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        """A new turn, unless it was a backchannel while Coda talks."""
+        if previous is not None:
+            with contextlib.suppress(BaseException):
+                await previous  # utterances are handled in the order they ended
+        transcript = None
+        if speculation is not None:
+            with contextlib.suppress(VoiceProcessingError):
+                transcript = await speculation
         if self.replying:
             words = transcript.text if transcript else await self._words(utterance.samples)
             if self._is_backchannel(words):
                 return  # "mm-hm" while Coda talks: keep talking, no new turn
             await self._interrupt("speech")
-        self._reply = _Reply()
+        turn = TurnContext(
+            self.conversation_id, self.speaker, new_id("msg"), self.options, streamed=True
+        )
+        self._reply = _Reply(turn)
         self._turn = asyncio.create_task(self._run_turn(self._reply, utterance, transcript))
 
     async def _run_turn(
-        self, reply: _Reply, utterance: Utterance, transcript: Transcribed | None
+        self, reply: _Reply, utterance: endpointing.Utterance, transcript: Transcribed | None
     ) -> None:
-        clock = TurnClock()
         try:
-            async for item in self.engine.run_turn(
-                self.conversation_id,
+            async for event in self.pipeline.run(
+                reply.turn,
                 audio=utterance.samples,
                 text=None,
                 requested=self.mode,
-                clock=clock,
+                clock=TurnClock(),
                 commit=False,
                 transcript=transcript,
             ):
-                if isinstance(item, Transcribed):
-                    reply.user_text = item.text
-                    self._emit("transcript", item.text, metadata={"source": item.source})
-                elif isinstance(item, TextDelta):
-                    self._emit("text", item.text)
-                elif isinstance(item, SpokenPiece):
-                    reply.pieces.append((item.text, len(item.audio.samples)))
-                    self._emit("audio", item.text, audio=item.audio.samples)
-                elif isinstance(item, TurnOutcome):
-                    reply.outcome = item
-                    metadata = {**item.metadata, **item.scores, "mode": item.mode.value}
+                if isinstance(event, Transcribed):
+                    reply.user_text = event.text
+                elif isinstance(event, SpokenPiece):
+                    reply.pieces.append((event.text, len(event.audio.samples)))
+                elif isinstance(event, TurnOutcome):
+                    reply.outcome, reply.mode = event, event.mode
                     if transcript is not None:
-                        metadata["timings_ms"]["asr"] = 0.0  # done before the turn ended
-                    self._emit("turn_finished", item.reply_text, metadata=metadata)
+                        event.metadata["timings_ms"]["asr"] = 0.0  # done before the turn ended
+                self.events.put_nowait(event)
             if reply.played >= reply.queued and reply.outcome is not None:
                 self._finish_reply(reply.outcome.reply_text)
         except VoiceProcessingError as exc:
-            self._emit("error", f"{type(exc).__name__}: {exc}")
+            self.events.put_nowait(TurnFailed(type(exc).__name__, str(exc)))
             self._reply = None
 
     def _finish_reply(self, spoken: str) -> None:
@@ -274,13 +320,17 @@ class DuplexSession:
             task.add_done_callback(_log_failure)
 
     async def _store(self, reply: _Reply, spoken: str) -> None:
-        """Store the turn with the part of the reply that was heard."""
+        """Store the turn with the part of the reply that was heard, then learn from it."""
         outcome = reply.outcome
-        metadata = dict(outcome.metadata) if outcome else {}
-        metadata["interrupted"] = outcome is None or spoken != outcome.reply_text
-        mode = outcome.mode if outcome else VoiceProcessingMode.LLM_ENHANCED
-        state = await self.engine.conversations.open(self.conversation_id)
-        await self.engine.commit(state, reply.user_text, spoken, mode, metadata)
+        if outcome is None:
+            outcome = partial_outcome(
+                reply.turn, reply.user_text, spoken, reply.mode, self._output_rate
+            )
+        else:  # a copy: the event already sent must not change under the transport
+            cut = spoken != outcome.reply_text
+            metadata = {**outcome.metadata, "interrupted": cut}
+            outcome = replace(outcome, reply_text=spoken, interrupted=cut, metadata=metadata)
+        await self.pipeline.commit(outcome)
 
     # -- barge-in -------------------------------------------------------------------------
 
@@ -288,7 +338,7 @@ class DuplexSession:
         if len(audio) < FRONT_END_RATE // 10:
             return ""
         with contextlib.suppress(VoiceProcessingError):
-            return (await self.engine.transcribe(audio, None, TurnClock())).text
+            return (await self.pipeline.recognizer.words(audio, None, TurnClock())).text
         return ""
 
     def _is_backchannel(self, words: str) -> bool:
@@ -307,18 +357,22 @@ class DuplexSession:
         spoken = set(_normalize(" ".join(text for text, _ in reply.pieces)).split())
         return sum(word in spoken for word in heard) >= share * len(heard)
 
-    async def _maybe_barge_in(self) -> None:
+    def _maybe_barge_in(self) -> None:
         speech = self.frontend.endpointer.speech_seconds
         if speech * 1000 < self._streaming.barge_in_min_speech_ms:
             return
         if speech - self._barge_checked_at < 0.2:  # re-check at most every 200 ms of speech
             return
+        if any(not t.done() for t in self._checks):
+            return  # one check (or turn end) at a time; the next frame tries again
         self._barge_checked_at = speech
-        words = await self._words(self.frontend.endpointer.current_utterance())
+        self._spawn(self._check_barge_in(self.frontend.endpointer.current_utterance(), speech))
+
+    async def _check_barge_in(self, audio: np.ndarray, speech: float) -> None:
+        words = await self._words(audio)
         log.debug("barge-in check after %.2f s of speech: %r", speech, words)
-        if self._is_backchannel(words):
-            return
-        await self._interrupt(words)
+        if self.replying and not self._is_backchannel(words):
+            await self._interrupt(words)
 
     async def _interrupt(self, heard: str) -> None:
         reply = self._reply
@@ -327,11 +381,7 @@ class DuplexSession:
             return
         self.interruptions += 1
         spoken = reply.spoken_text()
-        self._emit(
-            "interrupted",
-            spoken,
-            metadata={"heard": heard, "played_seconds": reply.played / self._output_rate},
-        )
+        self.events.put_nowait(Interrupted(spoken, heard, reply.played / self._output_rate))
         if reply.user_text:
             await self._store(reply, spoken)
         self._reply = None
@@ -342,22 +392,3 @@ class DuplexSession:
             turn.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await turn
-
-    def _emit(
-        self,
-        kind: str,
-        text: str | None = None,
-        *,
-        audio: np.ndarray | None = None,
-        at_seconds: float | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        self.events.put_nowait(
-            SessionEvent(
-                kind,
-                text,
-                audio,
-                self.now_seconds if at_seconds is None else at_seconds,
-                metadata or {},
-            )
-        )

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from coda.audio.encode import encode_wav
 from coda.core.config import VoiceConfig
 from coda.core.models import (
     ConversationState,
@@ -16,10 +14,10 @@ from coda.core.models import (
     VoiceResponse,
     VoiceStreamChunk,
 )
-from coda.modes.events import SpokenPiece, TextDelta, Transcribed
+from coda.turn.context import TurnOptions
+from coda.voice.chunks import StreamChunker
 from coda.voice.engine import Progress, VoiceEngine
 from coda.voice.interfaces import VoiceManagerInterface
-from coda.voice.outcome import TurnOutcome, to_response
 
 
 class VoiceManager(VoiceManagerInterface):
@@ -72,12 +70,17 @@ class VoiceManager(VoiceManagerInterface):
     ) -> VoiceResponse:
         """Process a voice message and return a response.
 
+        The turn runs through the whole pipeline: memory, personality, tools and
+        sync take part as ``VoiceConfig`` enables them.
+
         Args:
-            voice_message: The voice message to process.
+            voice_message: The voice message to process (``speaker`` says whose
+                memories and personality apply).
             mode: Processing mode (adaptive, moshi_only, llm_enhanced, hybrid).
-            context: Additional context: ``system_context`` (text for the LLM),
-                ``max_tokens`` and ``temperature`` (this turn's limits), and
-                ``before_reply`` (the integrations' hook, see ``TurnPlan``).
+            context: Additional context (see ``TurnOptions.from_context``):
+                ``system_context`` (text for the LLM), ``max_tokens`` and
+                ``temperature`` (this turn's limits), ``integrations`` (the names
+                this turn may use) and ``user_feedback`` (about the last reply).
 
         Returns:
             VoiceResponse with WAV audio, the reply text, timings and scores.
@@ -87,12 +90,7 @@ class VoiceManager(VoiceManagerInterface):
             ValidationError: If voice message is invalid.
             ConversationError: If the conversation has ended or is unknown.
         """
-        outcome: TurnOutcome | None = None
-        async for item in self.engine.turn(voice_message, mode, context):
-            if isinstance(item, TurnOutcome):
-                outcome = item
-        assert outcome is not None
-        return to_response(outcome, self.config.audio.bit_depth)
+        return await self.engine.respond(voice_message, mode, TurnOptions.from_context(context))
 
     async def process_streaming(
         self,
@@ -102,41 +100,18 @@ class VoiceManager(VoiceManagerInterface):
     ) -> AsyncGenerator[VoiceStreamChunk, None]:
         """Process voice message with streaming response.
 
-        Yields the transcript, then reply text deltas and one audio chunk per
-        synthesized sentence as they are ready, then a final chunk with the
-        whole reply's metadata. With ``enable_streaming`` off, only the final
+        Yields the transcript, what was remembered and which tools ran, then reply
+        text deltas and audio chunks as they are ready (one per clause, or at most
+        ``VoiceConfig.stream_chunk_samples`` samples each), then a final chunk with
+        the whole reply's metadata. With ``enable_streaming`` off, only the final
         chunk is sent, carrying the whole reply's audio.
         """
-        sequence = 0
-        started = time.perf_counter()
-        conversation_id = voice_message.conversation_id
-        async for item in self.engine.turn(voice_message, mode, context):
-            chunk: VoiceStreamChunk | None = None
-            if isinstance(item, TurnOutcome):
-                response = to_response(item, self.config.audio.bit_depth)
-                chunk = VoiceStreamChunk(
-                    conversation_id,
-                    sequence,
-                    "final",
-                    text_content=response.text_content,
-                    audio_data=None if self.config.enable_streaming else response.audio_data,
-                    is_final=True,
-                    elapsed_ms=item.processing_time_ms,
-                    metadata={**response.metadata, **response.get_quality_metrics()},
-                )
-            elif not self.config.enable_streaming:
-                continue
-            elif isinstance(item, Transcribed):
-                chunk = VoiceStreamChunk(conversation_id, sequence, "transcript", item.text)
-            elif isinstance(item, TextDelta):
-                chunk = VoiceStreamChunk(conversation_id, sequence, "text", item.text)
-            elif isinstance(item, SpokenPiece):
-                wav = encode_wav(item.audio.samples, item.audio.sample_rate)
-                chunk = VoiceStreamChunk(conversation_id, sequence, "audio", item.text, wav)
-            if chunk is not None:
-                if not chunk.is_final:
-                    chunk.elapsed_ms = (time.perf_counter() - started) * 1000.0
-                sequence += 1
+        chunks = StreamChunker(voice_message.conversation_id, self.config)
+        events = self.engine.require_ready().message(
+            voice_message, mode, TurnOptions.from_context(context), streamed=True
+        )
+        async for event in events:
+            for chunk in await chunks.of(event):
                 yield chunk
 
     async def start_conversation(self, conversation_id: str) -> ConversationState:
@@ -155,9 +130,9 @@ class VoiceManager(VoiceManagerInterface):
         Raises:
             ConversationError: If conversation not found.
         """
-        self.engine.require_ready()
+        pipeline = self.engine.require_ready()
         await self.engine.conversations.end(conversation_id)
-        self.engine.policy.forget(conversation_id)
+        pipeline.forget(conversation_id)
 
     async def get_conversation_state(self, conversation_id: str) -> ConversationState | None:
         """The conversation's state, or None if it is unknown."""
@@ -165,5 +140,9 @@ class VoiceManager(VoiceManagerInterface):
         return await self.engine.conversations.get(conversation_id)
 
     def get_stats(self) -> dict[str, Any]:
-        """Counters, mean stage timings, and the models in use."""
+        """Counters, mean stage timings, analytics, and the models in use."""
         return self.engine.stats()
+
+    async def wait_for_learning(self) -> None:
+        """Wait until what finished turns teach (memories, traits, sync) is stored."""
+        await self.engine.require_ready().background.drain()

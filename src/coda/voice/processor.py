@@ -20,16 +20,26 @@ from coda.core.models import (
     VoiceResponse,
     VoiceStreamChunk,
 )
-from coda.integrations.assembly import build_integrations
-from coda.integrations.pipeline import Integrations
+from coda.integrations.assembly import Integrations
+from coda.turn.context import TurnOptions
 from coda.voice.engine import Progress
 from coda.voice.manager import VoiceManager
 
 
 def voice_config_from(
-    config: VoiceProcessingConfig, base: VoiceConfig | None = None
+    config: VoiceProcessingConfig,
+    base: VoiceConfig | None = None,
+    *,
+    memory: VoiceMemoryConfig | None = None,
+    personality: VoicePersonalityConfig | None = None,
+    tools: VoiceToolsConfig | None = None,
+    sync: VoiceConversationSyncConfig | None = None,
 ) -> VoiceConfig:
-    """Map a ``VoiceProcessingConfig`` onto a ``VoiceConfig`` (``base`` supplies the rest)."""
+    """Map a ``VoiceProcessingConfig`` onto a ``VoiceConfig`` (``base`` supplies the rest).
+
+    ``chunk_size`` becomes the samples per streamed audio chunk, and
+    ``enable_parallel_processing`` whether hybrid runs its candidates at once.
+    """
     base = base or VoiceConfig()
     return replace(
         base,
@@ -48,6 +58,13 @@ def voice_config_from(
         enable_memory_integration=config.enable_memory_integration,
         enable_personality_integration=config.enable_personality_integration,
         enable_tools_integration=config.enable_tools_integration,
+        enable_conversation_sync=config.enable_conversation_sync,
+        enable_parallel_processing=config.enable_parallel_processing,
+        stream_chunk_samples=config.chunk_size,
+        memory=memory or base.memory,
+        personality=personality or base.personality,
+        tools=tools or base.tools,
+        sync=sync or base.sync,
     )
 
 
@@ -75,29 +92,28 @@ class VoiceProcessor:
         sync_config: VoiceConversationSyncConfig | None = None,
     ) -> None:
         self.config = config or VoiceProcessingConfig()
-        self.manager = VoiceManager(voice_config_from(self.config, voice_config))
-        self.memory_config = memory_config or VoiceMemoryConfig()
-        self.personality_config = personality_config or VoicePersonalityConfig()
-        self.tools_config = tools_config or VoiceToolsConfig()
-        self.sync_config = sync_config or VoiceConversationSyncConfig()
-        self.integrations = Integrations()
-
-    async def start(self, progress: Progress | None = None) -> None:
-        """Load the models (``VoiceManager.initialize``) and open the integrations."""
-        await self.manager.initialize(progress)
-        self.integrations = build_integrations(
-            self.manager,
-            self.config,
-            self.memory_config,
-            self.personality_config,
-            self.tools_config,
-            self.sync_config,
+        self.manager = VoiceManager(
+            voice_config_from(
+                self.config,
+                voice_config,
+                memory=memory_config,
+                personality=personality_config,
+                tools=tools_config,
+                sync=sync_config,
+            )
         )
 
+    @property
+    def integrations(self) -> Integrations:
+        """The installed integrations (memory, personality, tools, sync)."""
+        return self.manager.engine.integrations
+
+    async def start(self, progress: Progress | None = None) -> None:
+        """Load the models and open the integrations (``VoiceManager.initialize``)."""
+        await self.manager.initialize(progress)
+
     async def stop(self) -> None:
-        """Free everything (``VoiceManager.cleanup``) and close the integrations."""
-        await self.integrations.close()
-        self.integrations = Integrations()
+        """Free everything (``VoiceManager.cleanup``)."""
         await self.manager.cleanup()
 
     async def process_voice_message(
@@ -110,10 +126,13 @@ class VoiceProcessor:
         return await self.manager.process_voice_message(voice_message, mode, context)
 
     def process_streaming(
-        self, voice_message: VoiceMessage, mode: VoiceProcessingMode | None = None
+        self,
+        voice_message: VoiceMessage,
+        mode: VoiceProcessingMode | None = None,
+        context: dict[str, Any] | None = None,
     ) -> AsyncGenerator[VoiceStreamChunk, None]:
         """Answer one message as a stream (see ``VoiceManager.process_streaming``)."""
-        return self.manager.process_streaming(voice_message, mode)
+        return self.manager.process_streaming(voice_message, mode, context)
 
     async def process_with_integrations(
         self,
@@ -123,23 +142,22 @@ class VoiceProcessor:
         include_tools: bool = True,
         user_feedback: dict[str, Any] | None = None,
     ) -> VoiceResponse:
-        """Answer one message with memory, personality and tools wired in.
+        """Answer one message with the chosen integrations (all installed ones by default).
 
-        Relevant memories, the personality's style and any tool results reach the
-        LLM before it answers; afterwards the reply is adapted to the personality,
-        what the user said is learned (memories, traits, with ``user_feedback``
-        about the previous reply if given), and the turn is synced. Integrations
-        disabled in the ``VoiceProcessingConfig`` are skipped.
+        Every turn runs through the same pipeline; this call only narrows which
+        integrations take part (sync always does, when enabled). Relevant memories,
+        the personality's style and any tool results reach the LLM before it
+        answers; the reply follows the personality (``user_feedback`` about the
+        previous reply is applied first); afterwards memories and traits are
+        learned and the turn is synced, in the background.
         """
-        self.manager.engine.require_ready()
-        return await self.integrations.respond(
-            self.manager,
-            voice_message,
-            include_memory=include_memory,
-            include_personality=include_personality,
-            include_tools=include_tools,
+        chosen = {"memory": include_memory, "personality": include_personality}
+        chosen |= {"tools": include_tools, "sync": True}
+        options = TurnOptions(
+            integrations=frozenset(name for name, on in chosen.items() if on),
             user_feedback=user_feedback,
         )
+        return await self.manager.engine.respond(voice_message, None, options)
 
     async def start_conversation(self, conversation_id: str) -> ConversationState:
         """Start a conversation."""

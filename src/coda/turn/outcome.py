@@ -1,44 +1,33 @@
-"""What a finished turn produced, and the spec's ``VoiceResponse`` made from it."""
+"""Finish: a turn's outcome with its quality scores, and the spec's ``VoiceResponse``.
+
+Both do numpy work (scoring the audio, encoding WAV), so callers run them on a
+worker thread, never on the event loop.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from coda.audio.encode import encode_wav
-from coda.core.models import VoiceProcessingMode, VoiceResponse
+from coda.core.enums import VoiceProcessingMode
+from coda.core.models import VoiceResponse
 from coda.modes import quality
-from coda.modes.clock import TurnClock
-from coda.modes.events import Transcribed, TurnFinished
+from coda.turn.context import TurnContext
+from coda.turn.events import Transcribed, TurnFinished, TurnOutcome
 
 _SUBTYPES = {16: "PCM_16", 24: "PCM_24", 32: "PCM_32"}
 
 
-@dataclass
-class TurnOutcome:
-    """Everything a finished turn produced (the last item a turn yields)."""
-
-    conversation_id: str
-    mode: VoiceProcessingMode
-    user_text: str
-    reply_text: str
-    audio: np.ndarray
-    sample_rate: int
-    processing_time_ms: float
-    scores: dict[str, float]
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
 def build_outcome(
-    conversation_id: str,
+    turn: TurnContext,
     selection: dict[str, Any],
     transcript: Transcribed,
     finished: TurnFinished,
     pieces: list[np.ndarray],
-    clock: TurnClock,
+    total_ms: float,
     rate: int,
     llm: dict[str, Any],
 ) -> TurnOutcome:
@@ -46,7 +35,7 @@ def build_outcome(
     audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     timings = {k: round(v, 1) for k, v in finished.timings_ms.items()}
     timings.setdefault("asr", 0.0)
-    timings["total"] = round(clock.elapsed_ms(), 1)
+    timings["total"] = round(total_ms, 1)
     scores = {
         "confidence_score": transcript.confidence,
         "relevance_score": quality.relevance(transcript.text, finished.reply_text),
@@ -62,9 +51,11 @@ def build_outcome(
         "mode_selection": selection,
         "llm": {**llm, "finish_reason": finished.finish_reason},
         "audio": {"sample_rate": rate, "duration_seconds": len(audio) / rate},
+        "message_id": turn.message_id,
+        "speaker": turn.speaker,
     }
     return TurnOutcome(
-        conversation_id=conversation_id,
+        turn=turn,
         mode=VoiceProcessingMode(selection["chosen"]),
         user_text=transcript.text,
         reply_text=finished.reply_text,
@@ -73,6 +64,24 @@ def build_outcome(
         processing_time_ms=timings["total"],
         scores=scores,
         metadata=metadata,
+    )
+
+
+def partial_outcome(
+    turn: TurnContext, user_text: str, spoken: str, mode: VoiceProcessingMode, rate: int
+) -> TurnOutcome:
+    """A turn cut off before its reply was complete: what was spoken of it is kept."""
+    return TurnOutcome(
+        turn=turn,
+        mode=mode,
+        user_text=user_text,
+        reply_text=spoken,
+        audio=np.zeros(0, np.float32),
+        sample_rate=rate,
+        processing_time_ms=0.0,
+        scores={},
+        metadata={"transcript": user_text, "message_id": turn.message_id, "interrupted": True},
+        interrupted=True,
     )
 
 

@@ -1,0 +1,159 @@
+"""The integrations as the turn pipeline's hooks (``coda.turn.hooks.TurnHooks``).
+
+- memory: before the reply, what the speaker told Coda before (``MemoryRecalled``);
+  after the commit, the facts in what they said are learned.
+- personality: before the reply, feedback and requests in the user's words move
+  the speaker's traits, which then set the prompt's style, the token and sentence
+  caps, the pace and the volume; before the commit, the reply is checked against
+  the sentence budget; after it, an interruption makes Coda briefer.
+- tools: before the reply, the call the request needs runs (``ToolCalled``) and
+  its result goes to the LLM.
+- sync: after the commit, the turn is mirrored into the text conversation store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from coda.core.models import VoiceMessage, VoiceResponse
+from coda.integrations.memory import VoiceMemoryIntegration
+from coda.integrations.personality import VoicePersonalityIntegration
+from coda.integrations.tools import VoiceToolsIntegration, results_context
+from coda.sync.voice_sync import VoiceConversationSync
+from coda.turn.context import TurnContext
+from coda.turn.events import MemoryRecalled, ToolCalled, TurnOutcome
+from coda.turn.hooks import Hook, ReplyPlan
+
+
+class MemoryHook(Hook):
+    """Recall before the reply, learn after the commit."""
+
+    name = "memory"
+
+    def __init__(self, memory: VoiceMemoryIntegration) -> None:
+        self.memory = memory
+
+    async def open(self) -> None:
+        """Open the memory store and load the embedder."""
+        await self.memory.open()
+
+    async def before_reply(self, turn: TurnContext) -> ReplyPlan:
+        """The relevant memories, as context and as a ``MemoryRecalled`` event."""
+        scope = self.memory.scope_of(turn.speaker, turn.conversation_id)
+        found = await self.memory.recall(scope, turn.words)
+        memories = found["memories"]
+        recalled = [
+            {"text": m["text"], "kind": m["kind"], "relevance": m["relevance"]} for m in memories
+        ]
+        return ReplyPlan(
+            context=found["system_context"],
+            events=[MemoryRecalled(tuple(recalled))] if recalled else [],
+            metadata={"memories": memories},
+        )
+
+    async def after_commit(self, outcome: TurnOutcome) -> None:
+        """Learn the facts and preferences in what the user said."""
+        turn = outcome.turn
+        await self.memory.learn(
+            self.memory.scope_of(turn.speaker, turn.conversation_id), outcome.user_text
+        )
+
+    async def close(self) -> None:
+        """Close the memory store."""
+        await self.memory.close()
+
+
+class PersonalityHook(Hook):
+    """Style before the reply, the budget before the commit, learning after it."""
+
+    name = "personality"
+
+    def __init__(self, personality: VoicePersonalityIntegration) -> None:
+        self.personality = personality
+
+    async def before_reply(self, turn: TurnContext) -> ReplyPlan:
+        """The speaker's traits as instructions, caps, pace and volume.
+
+        Explicit feedback and requests in this turn's words ("shorter please")
+        move the traits first, so this reply already follows them.
+        """
+        integration = self.personality
+        await integration.learn(turn.speaker, feedback=turn.options.user_feedback, words=turn.words)
+        traits = await integration.traits_of(turn.speaker)
+        config = integration.config
+        adapt = config.enable_response_adaptation
+        return ReplyPlan(
+            context=traits.instructions() if config.enable_personality_injection else None,
+            max_tokens=traits.max_tokens,
+            max_sentences=traits.max_sentences if adapt else None,
+            speaking_rate=integration.speaking_rate(traits) if adapt else 1.0,
+            volume_gain=integration.volume_gain(turn.confidence) if adapt else 1.0,
+            metadata={"personality_traits": traits.as_dict()},
+        )
+
+    async def before_commit(self, outcome: TurnOutcome) -> TurnOutcome:
+        """Keep the reply within the sentence budget, and record what was applied."""
+        return await self.personality.adapt_outcome(outcome)
+
+    async def after_commit(self, outcome: TurnOutcome) -> None:
+        """An interrupted reply was too long: Coda becomes briefer."""
+        if outcome.interrupted:
+            await self.personality.learn(outcome.turn.speaker, interrupted=True)
+
+    async def close(self) -> None:
+        """Close the trait store."""
+        await self.personality.close()
+
+
+class ToolsHook(Hook):
+    """The tool call a request needs, before the reply."""
+
+    name = "tools"
+
+    def __init__(self, tools: VoiceToolsIntegration) -> None:
+        self.tools = tools
+
+    async def before_reply(self, turn: TurnContext) -> ReplyPlan:
+        """Run the call; its result (or failure) goes to the LLM and to the transports."""
+        results = await self.tools.run_tools(turn.words)
+        if not results:
+            return ReplyPlan()
+        events = [
+            ToolCalled(r.tool_name, r.arguments, r.success, r.result, r.error, r.duration_ms)
+            for r in results
+        ]
+        return ReplyPlan(
+            context=results_context(results),
+            events=list(events),
+            metadata={"tool_results": [dataclasses.asdict(r) for r in results]},
+        )
+
+
+class SyncHook(Hook):
+    """Mirror each stored turn into the text conversation store."""
+
+    name = "sync"
+
+    def __init__(self, sync: VoiceConversationSync) -> None:
+        self.sync = sync
+
+    async def after_commit(self, outcome: TurnOutcome) -> None:
+        """The user's words, then the reply (if any of it was spoken)."""
+        turn = outcome.turn
+        message = VoiceMessage(
+            turn.conversation_id, b"", text_content=outcome.user_text, speaker=turn.speaker
+        )
+        if turn.message_id:
+            message.message_id = turn.message_id
+        await self.sync.sync_voice_message(message)
+        if outcome.reply_text.strip():
+            metadata = {"message_id": message.message_id, "interrupted": outcome.interrupted}
+            reply = VoiceResponse(
+                turn.conversation_id, outcome.reply_text, processing_mode=outcome.mode,
+                metadata=metadata,
+            )  # fmt: skip
+            await self.sync.sync_voice_response(reply)
+
+    async def close(self) -> None:
+        """Close the text store the sync owns."""
+        await self.sync.close()
