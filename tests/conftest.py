@@ -69,12 +69,13 @@ def base_config(store_dir: Path) -> VoiceConfig:
     """The development config ("auto" LLM) with a private store and a fixed sampling seed.
 
     "auto" probes a closed port for Ollama, so the embedded model answers. The seed
-    makes a reply reproducible for the same words; the reply audio still varies from
-    run to run (Piper samples its prosody).
+    makes a reply reproducible for the same words, and Piper without sampling noise
+    makes its audio reproducible too, so what the listener hears is the same each run.
     """
     closed = f"http://127.0.0.1:{free_port()}"  # no Ollama here, even on a developer's machine
     return VoiceConfig(
         llm=LLMConfig(provider="auto", base_url=closed, seed=SEED),
+        tts=TTSConfig(noise_scale=0.0, noise_w_scale=0.0),
         store_path=str(store_dir / "coda.sqlite3"),
     )
 

@@ -15,12 +15,33 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coda.audio.frames import FRONT_END_RATE
-from coda.streaming.duplex import DuplexSession, SessionEvent
+from coda.streaming.duplex import DuplexSession
+from coda.turn.events import (
+    Interrupted,
+    SpeechEnded,
+    SpeechStarted,
+    SpokenPiece,
+    TextDelta,
+    Transcribed,
+    TurnEvent,
+    TurnFailed,
+    TurnOutcome,
+)
 from coda.voice import VoiceManager
 from tests.conftest import Say
 from tests.test_frontend import noise
 
 STEP = FRONT_END_RATE // 50  # 20 ms at 16 kHz
+KINDS = {
+    SpeechStarted: "speech_started",
+    SpeechEnded: "speech_ended",
+    Transcribed: "transcript",
+    TextDelta: "text",
+    SpokenPiece: "audio",
+    TurnOutcome: "turn_finished",
+    Interrupted: "interrupted",
+    TurnFailed: "error",
+}
 OUT_STEP = 24000 // 50
 
 
@@ -30,7 +51,7 @@ class Player:
 
     session: DuplexSession
     queue: list[np.ndarray] = field(default_factory=list)
-    log: list[SessionEvent] = field(default_factory=list)
+    log: list[TurnEvent] = field(default_factory=list)
     played_seconds: float = 0.0
     played_after_stop: float = 0.0
     stopped: bool = False
@@ -39,12 +60,12 @@ class Player:
         while not self.session.events.empty():
             self.take(self.session.events.get_nowait())
 
-    def take(self, event: SessionEvent) -> None:
+    def take(self, event: TurnEvent) -> None:
         self.log.append(event)
-        if event.kind == "audio" and event.audio is not None:
-            self.queue.append(event.audio)
+        if isinstance(event, SpokenPiece):
+            self.queue.append(event.audio.samples)
             self.stopped = False
-        elif event.kind == "interrupted":
+        elif isinstance(event, Interrupted):
             self.queue.clear()
             self.stopped = True
 
@@ -60,7 +81,7 @@ class Player:
             self.played_after_stop += len(chunk) / 24000
 
     def kinds(self) -> list[str]:
-        return [e.kind for e in self.log]
+        return [KINDS.get(type(e), type(e).__name__) for e in self.log]
 
 
 async def drive(
@@ -76,6 +97,7 @@ async def drive(
         frame = mic(player)
         mic_done = frame is None
         await session.feed(silence if frame is None else frame)
+        await session.settle()  # decisions depend on the audio fed, not on this machine
         player.drain()
         while session.replying and not player.queue:
             player.take(await asyncio.wait_for(session.events.get(), timeout=60))
@@ -133,11 +155,11 @@ async def test_a_spoken_turn_streams_and_is_stored(manager: VoiceManager, say: S
     order = ["speech_started", "speech_ended", "transcript", "text", "audio", "turn_finished"]
     assert [k for k in dict.fromkeys(kinds) if k in order] == order
     assert "interrupted" not in kinds
-    finished = next(e for e in player.log if e.kind == "turn_finished")
-    assert "paris" in (finished.text or "").lower()
+    finished = next(e for e in player.log if isinstance(e, TurnOutcome))
+    assert "paris" in finished.reply_text.lower()
     assert finished.metadata["transcript_source"] == "asr"  # recognized at the tentative end
     state = await manager.get_conversation_state("duplex-turn")
-    assert state is not None and state.turns[-1].assistant_text == finished.text
+    assert state is not None and state.turns[-1].assistant_text == finished.reply_text
 
 
 async def test_barge_in_stops_the_reply_and_keeps_what_was_heard(
@@ -156,18 +178,20 @@ async def test_barge_in_stops_the_reply_and_keeps_what_was_heard(
     interrupted = player.log[stop]
     # The cut-off reply stops at once: nothing of it is played after the event.
     assert player.played_after_stop <= 0.1
-    assert 1.5 <= interrupted.metadata["played_seconds"] <= 1.5 + 1.0
+    assert isinstance(interrupted, Interrupted)
+    assert 1.5 <= interrupted.played_seconds <= 1.5 + 1.0
     # Nothing more of the cancelled reply is produced after the interruption...
     next_transcript = kinds.index("transcript", stop)
     assert "audio" not in kinds[stop:next_transcript] and "text" not in kinds[stop:next_transcript]
     # ...and the interruption became the next turn.
-    assert "tokyo" in (player.log[next_transcript].text or "").lower()
+    said = player.log[next_transcript]
+    assert isinstance(said, Transcribed) and "tokyo" in said.text.lower()
 
     state = await manager.get_conversation_state("duplex-barge")
     assert state is not None and len(state.turns) == 2
     heard = state.turns[0].assistant_text
-    full = "".join(e.text or "" for e in player.log[:stop] if e.kind == "text").split()
-    assert heard == interrupted.text
+    full = "".join(e.text for e in player.log[:stop] if isinstance(e, TextDelta)).split()
+    assert heard == interrupted.spoken
     assert 0 < len(heard.split()) < len(full)  # only what was played
     assert full[: len(heard.split())] == heard.split()
 
@@ -187,18 +211,20 @@ async def test_noise_burst_and_backchannel_do_not_interrupt(
         await session.close()
     assert "interrupted" not in player.kinds()
     assert player.kinds().count("turn_finished") == 1  # "Okay." did not become a turn
-    finished = next(e for e in player.log if e.kind == "turn_finished")
+    finished = next(e for e in player.log if isinstance(e, TurnOutcome))
     state = await manager.get_conversation_state("duplex-polite")
-    assert state is not None and state.turns[-1].assistant_text == finished.text
+    assert state is not None and state.turns[-1].assistant_text == finished.reply_text
     assert player.played_seconds >= 2.0  # the whole reply was played
 
 
 async def test_coda_hearing_itself_is_not_an_interruption(manager: VoiceManager) -> None:
     from coda.streaming.duplex import _Reply
+    from coda.turn.context import TurnContext
 
     session = DuplexSession(manager.engine, "duplex-echo", FRONT_END_RATE)
     try:
-        session._reply = _Reply("Hi", [("The capital of France is Paris.", 24000)])
+        turn = TurnContext("duplex-echo", "user")
+        session._reply = _Reply(turn, "Hi", [("The capital of France is Paris.", 24000)])
         assert session._is_backchannel("the capital of France")  # its own words: echo
         assert session._is_backchannel("Okay.")  # a backchannel
         assert session._is_backchannel("")  # nothing recognizable

@@ -16,9 +16,9 @@ import pytest
 
 from coda.modes.adaptive import AdaptivePolicy, TurnFeatures
 from coda.modes.clock import TurnClock
-from coda.turn.events import TurnEvent
 from coda.modes.hybrid import HybridResponder
 from coda.modes.responder import Responder, TurnRequest
+from coda.turn.events import TurnEvent
 from coda.voice import (
     LLMConfig,
     VoiceConfig,

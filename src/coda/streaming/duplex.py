@@ -366,16 +366,18 @@ class DuplexSession:
         if any(not t.done() for t in self._checks):
             return  # one check (or turn end) at a time; the next frame tries again
         self._barge_checked_at = speech
-        self._spawn(self._check_barge_in(self.frontend.endpointer.current_utterance(), speech))
+        audio = self.frontend.endpointer.current_utterance()
+        self._spawn(self._check_barge_in(audio, speech, self._reply))
 
-    async def _check_barge_in(self, audio: np.ndarray, speech: float) -> None:
+    async def _check_barge_in(self, audio: np.ndarray, speech: float, over: _Reply | None) -> None:
         words = await self._words(audio)
         log.debug("barge-in check after %.2f s of speech: %r", speech, words)
-        if self.replying and not self._is_backchannel(words):
+        # Only the reply the speech was heard over is interrupted, not a newer one.
+        if self._reply is over and self.replying and not self._is_backchannel(words):
             await self._interrupt(words)
 
     async def _interrupt(self, heard: str) -> None:
-        reply = self._reply
+        reply, self._reply = self._reply, None  # at once: a concurrent check sees no reply
         await self._cancel_turn()
         if reply is None:
             return
@@ -384,7 +386,6 @@ class DuplexSession:
         self.events.put_nowait(Interrupted(spoken, heard, reply.played / self._output_rate))
         if reply.user_text:
             await self._store(reply, spoken)
-        self._reply = None
 
     async def _cancel_turn(self) -> None:
         turn, self._turn = self._turn, None
