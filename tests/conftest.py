@@ -200,6 +200,7 @@ def llama_server(qwen_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 # -- the server (`coda serve` as a real process) ------------------------------------------
 
 KEY = "test-key-0123456789"
+OTHER_KEY = "other-key-0123456789"
 LIMITED_KEY = "limited-key-0123456789"
 RATE_LIMIT = 300
 MAX_UPLOAD = 512 * 1024
@@ -213,6 +214,7 @@ class Server:
     ws_url: str
     process: subprocess.Popen[bytes]
     log: Path
+    store: Path
 
     def headers(self, key: str = KEY) -> dict[str, str]:
         return {"X-API-Key": key}
@@ -232,7 +234,7 @@ def serving(folder: Path, extra_settings: str = "") -> Iterator[Server]:
         f'store = "{folder / "server.sqlite3"}"\n' + extra_settings
     )
     log = folder / "server.log"
-    env = {**os.environ, "CODA_API_KEYS": KEY, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "CODA_API_KEYS": f"{KEY},{OTHER_KEY}", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "coda.cli", "--log-level", "INFO", "--config", str(config)]
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -242,7 +244,7 @@ def serving(folder: Path, extra_settings: str = "") -> Iterator[Server]:
             env=env,
         )
     url = f"http://127.0.0.1:{port}"
-    running = Server(url, f"ws://127.0.0.1:{port}", process, log)
+    running = Server(url, f"ws://127.0.0.1:{port}", process, log, folder / "server.sqlite3")
     deadline = time.monotonic() + 180
     try:
         while True:

@@ -36,11 +36,15 @@ async def _frames(audio: np.ndarray, rate: int = 16000, ms: int = 20) -> list[by
     return [pcm[i : i + step].tobytes() for i in range(0, len(pcm) - step + 1, step)]
 
 
-async def converse(server: Server, conversation_id: str, speech: np.ndarray) -> list[Any]:
+async def converse(
+    server: Server, conversation_id: str, speech: np.ndarray, key: str = KEY, query: str = ""
+) -> list[Any]:
     """Stream ``speech`` + silence as 20 ms frames; play replies at once; events until ``turn``."""
     audio = np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(24000, np.float32)])
     received: list[Any] = []
-    url = f"{server.ws_url}/v1/conversations/{conversation_id}/stream?rate=16000&api_key={KEY}"
+    url = (
+        f"{server.ws_url}/v1/conversations/{conversation_id}/stream?rate=16000&api_key={key}{query}"
+    )
     async with connect(url) as socket:
         received.append(json.loads(await socket.recv()))
 

@@ -8,6 +8,9 @@ const DEFAULT_OUTPUT_RATE = 24000;   // guess until `ready` tells us output_rate
 const REPORT_MS = 50;                // how often played-sample progress is checked and reported
 const START_LEAD = 0.03;             // s of headroom when (re)starting an empty playback queue
 const KEY_STORE = 'coda.apiKey';
+const USER_STORE = 'coda.user';
+const USER_PATTERN = /^[A-Za-z0-9_.@:-]{1,64}$/; // the server's `user=` rule
+const MAX_RESULT_CHARS = 200;        // a tool result longer than this is shown cut short
 const CLOSE_REASONS = {
   1000: 'normal closure', 1001: 'going away', 1003: 'unsupported data',
   1006: 'connection lost or refused', 1008: 'policy violation (API key or limits)',
@@ -16,14 +19,21 @@ const CLOSE_REASONS = {
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  form: $('controls'), key: $('api-key'), start: $('start'), stop: $('stop'),
-  status: $('status'), error: $('error'), transcript: $('transcript'), history: $('history'),
-  reply: $('reply'), mode: $('mode'), latency: $('latency'), breakdown: $('latency-breakdown'),
-  played: $('played'),
+  form: $('controls'), key: $('api-key'), user: $('user'), start: $('start'), stop: $('stop'),
+  restart: $('new-conversation'), status: $('status'), error: $('error'),
+  transcript: $('transcript'), history: $('history'), reply: $('reply'),
+  memories: $('memories'), memoriesNone: $('memories-none'), tools: $('tools'), toolsNone: $('tools-none'),
+  conversation: $('conversation'), mode: $('mode'), latency: $('latency'),
+  breakdown: $('latency-breakdown'), played: $('played'),
 };
 
 // Read by the browser test; mutated in place so the reference stays valid.
-const stats = { turns: 0, playedSamples: 0, audioChunks: 0, interrupted: 0, droppedFrames: 0 };
+// memories: memory items received in all; tools: tool messages received;
+// receivedSamples: reply samples received (playedSamples catches up as they are heard).
+const stats = {
+  turns: 0, playedSamples: 0, receivedSamples: 0, audioChunks: 0, interrupted: 0, droppedFrames: 0,
+  memories: 0, tools: 0, conversations: 0,
+};
 window.codaStats = stats;
 
 let session = null; // everything owned by the running conversation (see start())
@@ -39,11 +49,15 @@ function showError(message) { ui.error.textContent = message; }
 
 // Toggle the buttons; keep keyboard focus on an enabled control.
 function setRunning(running) {
-  const hadFocus = document.activeElement === ui.start || document.activeElement === ui.stop;
+  const focused = document.activeElement;
   ui.start.disabled = running;
   ui.stop.disabled = !running;
+  ui.restart.disabled = !running;
   ui.key.readOnly = running;
-  if (hadFocus) (running ? ui.stop : ui.start).focus();
+  ui.user.readOnly = running;
+  if ([ui.start, ui.stop, ui.restart].includes(focused) && focused.disabled) {
+    (running ? ui.stop : ui.start).focus();
+  }
 }
 
 function micErrorMessage(err) {
@@ -65,6 +79,12 @@ async function start() {
   if (session) return;
   const key = ui.key.value.trim();
   if (!key) { showError('Enter an API key first.'); ui.key.focus(); return; }
+  const user = ui.user.value.trim();
+  if (user && !USER_PATTERN.test(user)) {
+    showError('The name may have 1–64 letters, digits and _ . @ : - only.');
+    ui.user.focus();
+    return;
+  }
   showError('');
   setState('connecting');
   setRunning(true);
@@ -73,7 +93,7 @@ async function start() {
   // preferred rate; playback runs at the reply's rate so chunks need no per-buffer
   // resampling (the context resamples the whole stream once, on its way out).
   const s = session = {
-    key, capCtx: newAudioContext({}), outCtx: newAudioContext({ sampleRate: DEFAULT_OUTPUT_RATE }),
+    key, user, capCtx: newAudioContext({}), outCtx: newAudioContext({ sampleRate: DEFAULT_OUTPUT_RATE }),
     outRate: DEFAULT_OUTPUT_RATE, queue: [], nextTime: 0, ready: false, pendingAudio: null,
     replyDone: false, closing: false,
   };
@@ -88,8 +108,12 @@ async function start() {
       throw new Error(`Could not create a conversation: HTTP ${res.status}${body ? ` — ${body}` : ''}`);
     }
     const { conversation_id: id } = await res.json();
-    try { localStorage.setItem(KEY_STORE, key); } catch { /* storage disabled: fine */ }
+    try {
+      localStorage.setItem(KEY_STORE, key);
+      if (user) localStorage.setItem(USER_STORE, user); else localStorage.removeItem(USER_STORE);
+    } catch { /* storage disabled: fine */ }
     if (s.closing) return;
+    newConversationShown(id);
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       throw new Error('This page needs HTTPS (or localhost) to use the microphone.');
     }
@@ -124,7 +148,8 @@ async function start() {
 function openSocket(s, id) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const url = `${scheme}//${location.host}/v1/conversations/${encodeURIComponent(id)}/stream`
-    + `?rate=${INPUT_RATE}&api_key=${encodeURIComponent(s.key)}`;
+    + `?rate=${INPUT_RATE}&api_key=${encodeURIComponent(s.key)}`
+    + (s.user ? `&user=${encodeURIComponent(s.user)}` : '');
   const ws = s.ws = new WebSocket(url);
   ws.binaryType = 'arraybuffer';
   ws.onmessage = (e) => {
@@ -167,7 +192,15 @@ function onEvent(s, text) {
       if (!s.queue.length) setState('thinking');
       break;
     case 'transcript':
+      // A turn's words come first; its memory and tool messages follow.
+      clearTurnContext();
       if (msg.text) appendItem(ui.transcript, msg.text);
+      break;
+    case 'memory':
+      showMemories(msg.memories);
+      break;
+    case 'tool':
+      showTool(msg);
       break;
     case 'text':
       startReplyIfNew(s);
@@ -179,7 +212,8 @@ function onEvent(s, text) {
     case 'interrupted':
       stopPlayback(s);
       stats.interrupted++;
-      markCut(msg.heard);
+      markCut(msg.spoken);
+      s.replyDone = true; // the cut reply is over: the next turn's text starts a new one
       setState('hearing');
       break;
     case 'turn':
@@ -212,14 +246,93 @@ function startReplyIfNew(s) {
   ui.reply.replaceChildren();
 }
 
-function markCut(heard) {
+// `spoken` is the part of the reply that was played (`heard` is what the user said).
+function markCut(spoken) {
   if (ui.reply.querySelector('.cut')) return;
   const mark = document.createElement('span');
   mark.className = 'cut';
-  mark.textContent = typeof heard === 'string' && heard
-    ? ` [interrupted — heard up to “${heard.trim().split(/\s+/).slice(-6).join(' ')}”]`
+  mark.textContent = typeof spoken === 'string' && spoken.trim()
+    ? ` [interrupted — heard up to “${spoken.trim().split(/\s+/).slice(-6).join(' ')}”]`
     : ' [interrupted]';
   ui.reply.append(mark);
+}
+
+// A new conversation starts with an empty page (its id is shown under "Last turn").
+function newConversationShown(id) {
+  stats.conversations++;
+  ui.conversation.textContent = id;
+  for (const el of [ui.transcript, ui.history, ui.reply, ui.breakdown]) el.replaceChildren();
+  ui.mode.textContent = '—';
+  ui.latency.textContent = '—';
+  clearTurnContext();
+}
+
+// "What Coda used": the memories and tools of the current turn only.
+function clearTurnContext() {
+  ui.memories.replaceChildren();
+  ui.tools.replaceChildren();
+  ui.memoriesNone.hidden = false;
+  ui.toolsNone.hidden = false;
+}
+
+function showMemories(memories) {
+  if (!Array.isArray(memories)) return;
+  stats.memories += memories.length;
+  for (const m of memories) {
+    const text = m && typeof m === 'object' ? m.text : m;
+    if (typeof text !== 'string' || !text) continue;
+    const li = appendItem(ui.memories, text);
+    const facts = [];
+    if (m.kind) facts.push(String(m.kind));
+    if (Number.isFinite(m.relevance)) facts.push(`relevance ${m.relevance.toFixed(2)}`);
+    if (facts.length) li.append(detail(` (${facts.join(', ')})`));
+  }
+  ui.memoriesNone.hidden = ui.memories.childElementCount > 0;
+}
+
+function showTool(msg) {
+  stats.tools++;
+  const li = document.createElement('li');
+  const name = document.createElement('strong');
+  name.textContent = typeof msg.name === 'string' && msg.name ? msg.name : 'tool';
+  li.append(name);
+  if (msg.success === false) {
+    li.classList.add('failed');
+    li.append(` failed: ${msg.error || 'unknown error'}`);
+  } else {
+    li.append(` → ${shorten(resultText(msg.result))}`);
+  }
+  const args = msg.arguments && typeof msg.arguments === 'object' ? Object.entries(msg.arguments) : [];
+  if (args.length) {
+    li.append(detail(` with ${args.map(([k, v]) => `${k} = ${shorten(jsonText(v))}`).join(', ')}`));
+  }
+  ui.tools.append(li);
+  ui.toolsNone.hidden = true;
+}
+
+// A tool's result for people: its `result`, else its `text`, else the JSON.
+function resultText(result) {
+  if (result && typeof result === 'object' && !Array.isArray(result)) {
+    if ('result' in result) return jsonText(result.result);
+    if ('text' in result) return jsonText(result.text);
+  }
+  return jsonText(result);
+}
+
+function jsonText(value) {
+  if (typeof value === 'string') return value;
+  try { return JSON.stringify(value) ?? String(value); } catch { return String(value); }
+}
+
+function shorten(text) {
+  return text.length > MAX_RESULT_CHARS ? `${text.slice(0, MAX_RESULT_CHARS - 1)}…` : text;
+}
+
+function detail(text) {
+  const span = document.createElement('span');
+  span.className = 'detail';
+  span.textContent = text;
+  return span;
 }
 
 function onTurn(s, msg) {
@@ -262,6 +375,7 @@ function onAudio(s, buf) {
   s.queue.push({ src, start: s.nextTime, samples: n, counted: 0 });
   s.nextTime += n / s.outRate;
   stats.audioChunks++;
+  stats.receivedSamples += n;
   setState('speaking');
 }
 
@@ -339,14 +453,28 @@ function stop() {
   setState('idle');
 }
 
+// Ends the running conversation and opens a fresh one (still inside the click, so
+// the new audio contexts count as user-initiated).
+function restart() {
+  const wasFocused = document.activeElement === ui.restart;
+  stop();
+  start();
+  if (wasFocused && session) ui.restart.focus();
+}
+
 // --- wiring ---------------------------------------------------------------------
 {
   let key = new URLSearchParams(location.search).get('key');
   if (!key) { try { key = localStorage.getItem(KEY_STORE); } catch { key = null; } }
   if (key) ui.key.value = key;
+  let user = new URLSearchParams(location.search).get('user');
+  if (user === null) { try { user = localStorage.getItem(USER_STORE); } catch { user = null; } }
+  if (user) ui.user.value = user;
   ui.form.addEventListener('submit', (e) => { e.preventDefault(); start(); });
   ui.stop.addEventListener('click', stop);
+  ui.restart.addEventListener('click', restart);
   window.addEventListener('pagehide', stop); // release the mic when leaving
   setRunning(false);
   setState('idle');
+  clearTurnContext();
 }
