@@ -19,6 +19,7 @@ import soundfile as sf
 
 from coda.core.errors import ConfigurationError, VoiceProcessingError
 from coda.modes.adaptive import AdaptivePolicy, TurnFeatures
+from coda.modes.assembly import build_responders
 from coda.modes.clock import TurnClock
 from coda.modes.hybrid import HybridResponder
 from coda.modes.responder import Responder, TurnRequest
@@ -28,6 +29,7 @@ from coda.streaming.duplex import DuplexSession
 from coda.turn.background import BackgroundQueue
 from coda.turn.events import SpokenPiece, TurnEvent, TurnFinished, TurnOutcome
 from coda.voice import (
+    LLMConfig,
     VoiceConfig,
     VoiceManager,
     VoiceMessage,
@@ -359,3 +361,29 @@ def test_no_import_cycles() -> None:
 def test_modules_stay_small() -> None:
     sizes = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "src").rglob("*.py")}
     assert max(sizes.values()) <= 450, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
+
+
+def test_external_llm_and_hybrid_flags() -> None:
+    remote = VoiceConfig(llm=LLMConfig(provider="ollama", model="gemma3:1b"))
+    local = voice_config_from(VoiceProcessingConfig(enable_external_llm=False), remote)
+    assert local.llm is not None and local.llm.provider == "llamacpp" and local.llm.model is None
+    kept = voice_config_from(VoiceProcessingConfig(), remote)
+    assert kept.llm is not None and kept.llm.provider == "ollama"
+    off = voice_config_from(VoiceProcessingConfig(enable_hybrid_processing=False))
+    assert not off.enable_hybrid_processing
+
+
+async def test_hybrid_switched_off_is_unavailable(manager: VoiceManager) -> None:
+    config = replace(
+        manager.config,
+        secondary_llm=LLMConfig(provider="llamacpp", seed=1),
+        enable_hybrid_processing=False,
+    )
+    assert manager.engine.llm is not None and manager.engine.tts is not None
+    built = await build_responders(config, manager.engine.llm, manager.engine.tts)
+    try:
+        assert VoiceProcessingMode.HYBRID not in built.responders
+        assert "enable_hybrid_processing" in built.unavailable[VoiceProcessingMode.HYBRID]
+    finally:
+        if built.secondary_llm is not None:
+            await built.secondary_llm.close()

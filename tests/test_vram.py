@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from coda.gpu.vram import GpuMemory, VRAMManager, query_gpu
+from coda.gpu.vram import GpuMemory, VRAMManager, query_gpu, reserve_for_moshi
 from coda.voice import MoshiConfig, VoiceConfig, VoiceManager, VRAMAllocationError
 
 
@@ -86,5 +86,5 @@ async def test_cleanup_releases_what_initialize_reserved(
     # A remote Moshi does not use this machine's GPU: nothing is reserved for it.
     remote = replace(config, moshi=replace(moshi, server_url="ws://10.0.0.7:8998/api/chat"))
     voice = VoiceManager(remote)
-    voice.engine._reserve_vram()
+    reserve_for_moshi(voice.engine.vram, voice.config.moshi)
     assert voice.get_stats()["vram"]["reserved_gb"] == 0.0

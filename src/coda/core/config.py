@@ -318,6 +318,8 @@ class VoiceConfig:
     """Tools integration settings (used when ``enable_tools_integration``)."""
     sync: VoiceConversationSyncConfig = field(default_factory=VoiceConversationSyncConfig)
     """Conversation sync settings (used when ``enable_conversation_sync``)."""
+    enable_hybrid_processing: bool = True
+    """Offer ``hybrid`` when two responders are configured (False: never race them)."""
     enable_parallel_processing: bool = True
     """Hybrid runs its candidates at once (True) or one after another, stopping
     once one has answered within ``max_latency_ms`` (False: less CPU, more latency)."""

@@ -12,8 +12,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from coda.core.errors import VRAMAllocationError
+from coda.core.provider_config import MoshiConfig
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +127,18 @@ class VRAMManager:
             "gpu": asdict(gpu) if gpu is not None else None,
             "accounting_only": gpu is None,
         }
+
+
+def reserve_for_moshi(vram: VRAMManager, moshi: MoshiConfig) -> None:
+    """Reserve Moshi's budget when its server runs on this machine's GPU, before loading.
+
+    A Moshi server on this machine's GPU shares it with Coda, so its budget
+    counts; a remote one does not.
+
+    Raises:
+        VRAMAllocationError: If the budget does not fit.
+    """
+    host = urlsplit(moshi.server_url or "").hostname or ""
+    local = host in ("localhost", "::1") or host.startswith("127.")
+    if moshi.enabled and moshi.server_url and moshi.device.startswith("cuda") and local:
+        vram.reserve("moshi", moshi.vram_budget_gb)

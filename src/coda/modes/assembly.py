@@ -12,7 +12,12 @@ from coda.modes.cascade import CascadeResponder
 from coda.modes.hybrid import HybridResponder
 from coda.modes.moshi import MoshiResponder
 from coda.modes.responder import Responder
-from coda.modes.selection import HYBRID_MISSING, MOSHI_DISABLED, MOSHI_UNCONFIGURED
+from coda.modes.selection import (
+    HYBRID_DISABLED,
+    HYBRID_MISSING,
+    MOSHI_DISABLED,
+    MOSHI_UNCONFIGURED,
+)
 from coda.providers.base import LanguageModel, SpeechToSpeech, TextToSpeech
 from coda.providers.registry import resolve_llm
 from coda.providers.s2s.moshi import MoshiSpeechToSpeech
@@ -74,7 +79,9 @@ async def build_responders(
         else:
             built.secondary_llm = choice.provider
             racers.append(cascade(config, choice.provider, tts, second))
-    if len(racers) >= 2:
+    if not config.enable_hybrid_processing:
+        built.unavailable[VoiceProcessingMode.HYBRID] = HYBRID_DISABLED
+    elif len(racers) >= 2:
         built.responders[VoiceProcessingMode.HYBRID] = HybridResponder(
             racers, config.max_latency_ms, parallel=config.enable_parallel_processing
         )

@@ -11,6 +11,7 @@ from coda.modes.adaptive import AdaptivePolicy, TurnFeatures
 
 MOSHI_DISABLED = "Moshi is disabled (MoshiConfig.enabled)"
 MOSHI_UNCONFIGURED = "no Moshi server is configured (MoshiConfig.server_url)"
+HYBRID_DISABLED = "hybrid processing is switched off (enable_hybrid_processing)"
 HYBRID_MISSING = (
     "hybrid needs a second responder: configure Moshi (MoshiConfig.server_url) "
     "or set VoiceConfig.secondary_llm"

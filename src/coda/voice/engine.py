@@ -13,14 +13,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from coda.audio.decode import resample
 from coda.core.config import VoiceConfig
 from coda.core.enums import VoiceProcessingMode
 from coda.core.errors import VoiceInitializationError
 from coda.core.models import VoiceMessage, VoiceResponse
-from coda.gpu.vram import VRAMManager
+from coda.gpu.vram import VRAMManager, reserve_for_moshi
 from coda.integrations.assembly import Integrations, build_integrations
 from coda.modes.adaptive import AdaptivePolicy
 from coda.modes.assembly import ResponderSet, build_responders
@@ -95,7 +94,7 @@ class VoiceEngine:
             return
         report = progress or (lambda stage, done, total: None)
         try:
-            self._reserve_vram()
+            reserve_for_moshi(self.vram, self.config.moshi)
             await self.conversations.open_store()
             choice = await resolve_llm(
                 self.config.llm,
@@ -143,25 +142,6 @@ class VoiceEngine:
             await self.cleanup()
             raise
         log.info("voice engine ready; language model: %s (%s)", self.llm.name, self.llm_reason)
-
-    def _moshi_is_local(self) -> bool:
-        host = urlsplit(self.config.moshi.server_url or "").hostname or ""
-        return host in ("localhost", "::1") or host.startswith("127.")
-
-    def _reserve_vram(self) -> None:
-        """Reserve GPU memory for what will run on this machine's GPU, before loading.
-
-        A Moshi server on this machine's GPU shares it with Coda, so its budget
-        counts; a remote one does not.
-        """
-        moshi = self.config.moshi
-        if (
-            moshi.enabled
-            and moshi.server_url
-            and moshi.device.startswith("cuda")
-            and self._moshi_is_local()
-        ):
-            self.vram.reserve("moshi", moshi.vram_budget_gb)
 
     async def _warm_up(self) -> None:
         """One pass through each model, so the first real turn is not the slow one.

@@ -6,7 +6,13 @@ from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Any
 
-from coda.core.config import AudioConfig, MoshiConfig, VoiceConfig, VoiceProcessingConfig
+from coda.core.config import (
+    AudioConfig,
+    LLMConfig,
+    MoshiConfig,
+    VoiceConfig,
+    VoiceProcessingConfig,
+)
 from coda.core.integration_config import (
     VoiceConversationSyncConfig,
     VoiceMemoryConfig,
@@ -37,10 +43,19 @@ def voice_config_from(
 ) -> VoiceConfig:
     """Map a ``VoiceProcessingConfig`` onto a ``VoiceConfig`` (``base`` supplies the rest).
 
-    ``chunk_size`` becomes the samples per streamed audio chunk, and
-    ``enable_parallel_processing`` whether hybrid runs its candidates at once.
+    ``chunk_size`` becomes the samples per streamed audio chunk,
+    ``enable_parallel_processing`` whether hybrid runs its candidates at once,
+    ``enable_hybrid_processing`` whether hybrid is offered at all, and without
+    ``enable_external_llm`` only the embedded model answers (a remote LLM in
+    ``base`` is replaced by it, and no Ollama server is looked for).
     """
     base = base or VoiceConfig()
+    llm, secondary = base.llm, base.secondary_llm
+    if not config.enable_external_llm:
+        if llm is None or llm.provider != "llamacpp":
+            llm = replace(llm or LLMConfig(), provider="llamacpp", model=None, base_url=None)
+        if secondary is not None and secondary.provider != "llamacpp":
+            secondary = None
     return replace(
         base,
         audio=replace(
@@ -60,6 +75,9 @@ def voice_config_from(
         enable_tools_integration=config.enable_tools_integration,
         enable_conversation_sync=config.enable_conversation_sync,
         enable_parallel_processing=config.enable_parallel_processing,
+        enable_hybrid_processing=config.enable_hybrid_processing,
+        llm=llm,
+        secondary_llm=secondary,
         stream_chunk_samples=config.chunk_size,
         memory=memory or base.memory,
         personality=personality or base.personality,

@@ -304,7 +304,7 @@ function showTool(msg) {
   }
   const args = msg.arguments && typeof msg.arguments === 'object' ? Object.entries(msg.arguments) : [];
   if (args.length) {
-    li.append(detail(` with ${args.map(([k, v]) => `${k} = ${shorten(jsonText(v))}`).join(', ')}`));
+    li.append(detail(` (${args.map(([k, v]) => `${k} = ${shorten(jsonText(v))}`).join(', ')})`));
   }
   ui.tools.append(li);
   ui.toolsNone.hidden = true;
