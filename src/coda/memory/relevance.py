@@ -43,8 +43,14 @@ def content_stems(text: str) -> set[str]:
 
 
 def relevance(query: str, memory: str, cosine: float) -> float:
-    """Blend of rescaled cosine and content-word overlap."""
+    """Blend of rescaled cosine and content-word overlap.
+
+    A question with no content words of its own ("What is my name?") has nothing
+    to overlap, so its meaning (the rescaled cosine) decides alone.
+    """
     scaled = min(1.0, max(0.0, (cosine - COSINE_FLOOR) / COSINE_SPAN))
     asked = content_stems(query)
-    overlap = len(asked & content_stems(memory)) / len(asked) if asked else 0.0
+    if not asked:
+        return scaled
+    overlap = len(asked & content_stems(memory)) / len(asked)
     return COSINE_WEIGHT * scaled + (1 - COSINE_WEIGHT) * overlap

@@ -106,7 +106,8 @@ class HybridResponder:
         if failed:
             reason += "; " + ", ".join(f"{c.responder.name} failed" for c in failed)
         if late:
-            reason += "; " + ", ".join(f"{c.responder.name} was too slow" for c in late)
+            why = "was too slow" if self.parallel else "was not needed"
+            reason += "; " + ", ".join(f"{c.responder.name} {why}" for c in late)
         for event in winner.events:
             yield event
         assert winner.finished is not None

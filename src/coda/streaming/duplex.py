@@ -210,7 +210,11 @@ class DuplexSession:
             self._finish_reply(reply.outcome.reply_text)
 
     async def close(self) -> None:
-        """Cancel anything in flight and free the front end."""
+        """Cancel anything in flight, keep what was said, and free the front end.
+
+        A reply still playing (or still being made) when the session ends is
+        stored with the part that was played, so the user's words are not lost.
+        """
         tasks = [t for t in (*self._checks, self._ending) if t is not None]
         if self._speculation is not None:
             tasks.append(self._speculation[1])  # type: ignore[arg-type]
@@ -219,7 +223,15 @@ class DuplexSession:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        reply, self._reply = self._reply, None
         await self._cancel_turn()
+        if reply is not None and reply.user_text:
+            heard = reply.outcome is not None and reply.played >= reply.queued
+            spoken = reply.outcome.reply_text if heard and reply.outcome else reply.spoken_text()
+            try:
+                await self._store(reply, spoken)
+            except VoiceProcessingError as exc:
+                log.warning("the last turn of %s was not stored: %s", self.conversation_id, exc)
         self.frontend.close()
         self._worker.shutdown()
 

@@ -1,0 +1,1 @@
+"""The turn pipeline every entry point uses; the stages in order are in ``pipeline``."""
