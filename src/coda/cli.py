@@ -31,6 +31,7 @@ INTEGRATION_FLAGS = ("memory", "personality", "tools", "sync")
 TIMING_ORDER = (
     "frontend",
     "asr",
+    "hooks",
     "llm_first_token",
     "llm_total",
     "tts_first_audio",

@@ -5,7 +5,8 @@ Each turn of a spoken script is fed to a full-duplex session at real-time pace,
 the true end of the user's speech (known from the clean audio) to the moment
 the first reply audio is ready, split into: the endpointing wait (silence the
 front end needs to be sure the turn ended), recognition (zero when the
-speculative pass finished during that wait), LLM time to first token, synthesis
+speculative pass finished during that wait), the integrations' hooks before the
+reply (memory, personality, tools), LLM time to first token, synthesis
 of the first clause, and framework overhead (the rest).
 """
 
@@ -43,6 +44,7 @@ SCRIPT = (
 STAGES = (
     "endpointing",
     "asr",
+    "hooks",
     "llm_first_token",
     "llm_first_clause",
     "tts_first_chunk",
@@ -138,6 +140,7 @@ async def _one_turn(session: DuplexSession, clip: np.ndarray) -> TurnLatency:
     stages = {
         "endpointing": endpointing,
         "asr": finished.get("asr", 0.0),
+        "hooks": finished.get("hooks", 0.0),  # memory, personality, tools before the reply
         "llm_first_token": finished.get("llm_first_token", 0.0),
         # from the first token to the end of the first clause (what TTS waits for)
         "llm_first_clause": max(
@@ -223,7 +226,7 @@ def plot_latency(reports: list[LatencyReport], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 1.2 + 0.9 * len(reports)))
-    colors = ["#9ecae1", "#fdae6b", "#74c476", "#31a354", "#9e9ac8", "#d9d9d9"]
+    colors = ["#9ecae1", "#fdae6b", "#fdd0a2", "#74c476", "#31a354", "#9e9ac8", "#d9d9d9"]
     for row, report in enumerate(reports):
         left = 0.0
         for stage, color in zip(STAGES, colors, strict=True):

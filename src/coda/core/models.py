@@ -214,13 +214,19 @@ class VoiceStreamChunk:
 
 @dataclass
 class ConversationTurn:
-    """One finished exchange: what the user said and what Coda answered."""
+    """One finished exchange: what the user said and what Coda answered.
+
+    ``context`` is the extra text the reply was made with (memories, tool results).
+    It stays with the turn in memory, so later prompts render this turn as the
+    LLM saw it and its cached prefix stays valid; the store does not keep it.
+    """
 
     user_text: str
     assistant_text: str
     mode: VoiceProcessingMode
     timestamp: float = field(default_factory=time.time)
     message_id: str | None = None
+    context: str | None = None
 
 
 @dataclass

@@ -83,7 +83,7 @@ class PersonalityHook(Hook):
         config = integration.config
         adapt = config.enable_response_adaptation
         return ReplyPlan(
-            context=traits.instructions() if config.enable_personality_injection else None,
+            style=traits.instructions() if config.enable_personality_injection else None,
             max_tokens=traits.max_tokens,
             max_sentences=traits.max_sentences if adapt else None,
             speaking_rate=integration.speaking_rate(traits) if adapt else 1.0,

@@ -77,6 +77,7 @@ class CascadeResponder:
             user_text,
             self._max_history,
             request.extra_context,
+            request.style,
         )
         generation = GenerationRequest(
             messages,

@@ -13,17 +13,22 @@ def build_messages(
     user_text: str,
     max_turns: int,
     extra_context: str | None = None,
+    style: str | None = None,
 ) -> list[LLMMessage]:
-    """System prompt, the latest ``max_turns`` turns, then the new user turn.
+    """The system prompt and ``style``, the latest ``max_turns`` turns, then the user's turn.
 
     Older turns are dropped first; the system prompt always stays. The messages
-    of earlier turns render identically every time, so the LLM's cached prefix
-    stays valid from one turn to the next; for the same reason this turn's
-    ``extra_context`` (memories, tool results) goes in a system message just
-    before the user's words, not into the opening system prompt.
+    of earlier turns render identically every time, each with the context it was
+    answered with, so the LLM's cached prefix stays valid from one turn to the
+    next. For the same reason the stable ``style`` opens the prompt, while this
+    turn's ``extra_context`` (memories, tool results) goes in a system message
+    just before the user's words.
     """
-    messages = [LLMMessage("system", system_prompt)]
+    opening = f"{system_prompt}\n{style}" if style else system_prompt
+    messages = [LLMMessage("system", opening)]
     for turn in list(history)[-max_turns:] if max_turns > 0 else []:
+        if turn.context:
+            messages.append(LLMMessage("system", turn.context))
         messages.append(LLMMessage("user", turn.user_text))
         messages.append(LLMMessage("assistant", turn.assistant_text))
     if extra_context:

@@ -21,7 +21,9 @@ class TurnRequest:
     Attributes:
         text: The user's words.
         history: Earlier turns of the conversation, oldest first.
-        extra_context: Text for the LLM before the user's words (memories, style, tools).
+        extra_context: Text for the LLM before the user's words (memories, tools).
+        style: Standing instructions for the speaker (the personality), which
+            open the system prompt.
         audio: The user's cleaned speech, for responders that listen (Moshi).
         audio_rate: Sample rate of ``audio``, in Hz.
         max_tokens: This turn's token cap (None: the LLM config's).
@@ -34,6 +36,7 @@ class TurnRequest:
     text: str
     history: Sequence[ConversationTurn]
     extra_context: str | None = None
+    style: str | None = None
     audio: np.ndarray | None = None
     audio_rate: int = 16000
     max_tokens: int | None = None

@@ -79,6 +79,7 @@ class TurnContext:
         state: The conversation before this turn.
         streamed: The reply is played as it is made, so it cannot be re-spoken
             after the fact (the live session, ``process_streaming``).
+        reply_context: The extra text the reply is made with (kept with the turn).
     """
 
     conversation_id: str
@@ -89,3 +90,4 @@ class TurnContext:
     confidence: float = 1.0
     state: ConversationState | None = None
     streamed: bool = False
+    reply_context: str | None = None

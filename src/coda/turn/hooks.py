@@ -25,7 +25,9 @@ class ReplyPlan:
     """What the ``before_reply`` hooks add to a turn.
 
     Attributes:
-        context: Text for the LLM before the user's words.
+        context: Text for the LLM before the user's words (this turn's).
+        style: Standing instructions for the speaker (opens the system prompt, so
+            the LLM's cached prefix survives from turn to turn).
         max_tokens: A token cap for the reply (None: unchanged).
         max_sentences: A sentence cap for the reply (None: unchanged).
         speaking_rate: Speech rate relative to the voice's pace.
@@ -35,6 +37,7 @@ class ReplyPlan:
     """
 
     context: str | None = None
+    style: str | None = None
     max_tokens: int | None = None
     max_sentences: int | None = None
     speaking_rate: float = 1.0
@@ -49,9 +52,11 @@ class ReplyPlan:
             return b if a is None else a if b is None else min(a, b)
 
         contexts = [c for c in (self.context, other.context) if c]
+        styles = [c for c in (self.style, other.style) if c]
         return replace(
             self,
             context="\n\n".join(contexts) or None,
+            style="\n".join(styles) or None,
             max_tokens=tighter(self.max_tokens, other.max_tokens),
             max_sentences=tighter(self.max_sentences, other.max_sentences),
             speaking_rate=self.speaking_rate * other.speaking_rate,

@@ -162,7 +162,10 @@ class TurnPipeline:
             turn.words, turn.confidence = transcript.text, transcript.confidence
             yield transcript
         # 3. before-reply hooks (only with the words: Moshi cannot take text context)
+        started = clock.since()
         plan = await self._before_reply(turn) if transcript is not None else ReplyPlan()
+        clock.add("hooks", clock.stop(started))
+        turn.reply_context = plan.context
         for event in plan.events:
             yield event
         # 4. responders and selection
@@ -222,6 +225,7 @@ class TurnPipeline:
             turn.words,
             tuple(turn.state.turns),
             plan.context,
+            plan.style,
             audio=audio,
             audio_rate=self.recognizer.sample_rate,
             max_tokens=turn.options.max_tokens or plan.max_tokens,
@@ -236,7 +240,11 @@ class TurnPipeline:
         turn = outcome.turn
         state = await self.conversations.open(turn.conversation_id)
         stored = ConversationTurn(
-            outcome.user_text, outcome.reply_text, outcome.mode, message_id=turn.message_id
+            outcome.user_text,
+            outcome.reply_text,
+            outcome.mode,
+            message_id=turn.message_id,
+            context=turn.reply_context,
         )
         await self.conversations.commit(
             state, stored, {"timings_ms": outcome.metadata.get("timings_ms", {})}
