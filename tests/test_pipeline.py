@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from coda.core.errors import ConfigurationError, VoiceProcessingError
+from coda.core.errors import ConfigurationError, ValidationError, VoiceProcessingError
 from coda.modes.adaptive import AdaptivePolicy, TurnFeatures
 from coda.modes.assembly import build_responders
 from coda.modes.clock import TurnClock
@@ -387,3 +387,11 @@ async def test_hybrid_switched_off_is_unavailable(manager: VoiceManager) -> None
     finally:
         if built.secondary_llm is not None:
             await built.secondary_llm.close()
+
+
+async def test_an_unknown_mode_is_a_validation_error(manager: VoiceManager) -> None:
+    with pytest.raises(ValidationError, match="unknown mode 'fastest'"):
+        await manager.process_voice_message(
+            VoiceMessage("odd-mode", b"", text_content="Hello."),
+            mode="fastest",  # type: ignore[arg-type]
+        )

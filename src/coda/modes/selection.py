@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from coda.core.errors import ConfigurationError
+from coda.core.errors import ConfigurationError, ValidationError
 from coda.core.models import VoiceProcessingMode
 from coda.modes.adaptive import AdaptivePolicy, TurnFeatures
 
@@ -51,10 +51,18 @@ def requested_mode(
     message_mode: VoiceProcessingMode | str | None,
     default: VoiceProcessingMode,
 ) -> VoiceProcessingMode:
-    """The call's ``mode`` argument wins, then the message's preference, then the config's."""
+    """The call's ``mode`` argument wins, then the message's preference, then the config's.
+
+    Raises:
+        ValidationError: If a mode is given that is not a processing mode.
+    """
     for candidate in (argument, message_mode):
         if candidate is not None:
-            return VoiceProcessingMode(candidate)
+            try:
+                return VoiceProcessingMode(candidate)
+            except ValueError:
+                names = ", ".join(m.value for m in VoiceProcessingMode)
+                raise ValidationError(f"unknown mode {candidate!r}; use one of {names}") from None
     return default
 
 
