@@ -35,7 +35,7 @@ class Integrations:
         if self.personality is not None:
             hooks.append(PersonalityHook(self.personality))
         if self.tools is not None:
-            hooks.append(ToolsHook(self.tools))
+            hooks.append(ToolsHook(self.tools, memory_recalls=self.memory is not None))
         if self.sync is not None:
             hooks.append(SyncHook(self.sync))
         return hooks

@@ -20,6 +20,7 @@ from coda.integrations.memory import VoiceMemoryIntegration
 from coda.integrations.personality import VoicePersonalityIntegration
 from coda.integrations.tools import VoiceToolsIntegration, results_context
 from coda.sync.voice_sync import VoiceConversationSync
+from coda.tools.builtin import MEMORY_TOOL
 from coda.turn.context import TurnContext
 from coda.turn.events import MemoryRecalled, ToolCalled, TurnOutcome
 from coda.turn.hooks import Hook, ReplyPlan
@@ -34,8 +35,9 @@ class MemoryHook(Hook):
         self.memory = memory
 
     async def open(self) -> None:
-        """Open the memory store and load the embedder."""
+        """Open the memory store and load the embedder, with one pass to warm it."""
         await self.memory.open()
+        await self.memory.memory_manager.embedder.embed(["Hello there."])
 
     async def before_reply(self, turn: TurnContext) -> ReplyPlan:
         """The relevant memories, as context and as a ``MemoryRecalled`` event."""
@@ -106,16 +108,26 @@ class PersonalityHook(Hook):
 
 
 class ToolsHook(Hook):
-    """The tool call a request needs, before the reply."""
+    """The tool call a request needs, before the reply.
+
+    Args:
+        tools: The tools integration.
+        memory_recalls: The memory hook is installed; in a turn it takes part in,
+            it has already recalled what is relevant, so the memory-search tool
+            (an LLM round trip of a second or more here) is left out.
+    """
 
     name = "tools"
 
-    def __init__(self, tools: VoiceToolsIntegration) -> None:
+    def __init__(self, tools: VoiceToolsIntegration, memory_recalls: bool = False) -> None:
         self.tools = tools
+        self.memory_recalls = memory_recalls
 
     async def before_reply(self, turn: TurnContext) -> ReplyPlan:
         """Run the call; its result (or failure) goes to the LLM and to the transports."""
-        results = await self.tools.run_tools(turn.words)
+        recalled = self.memory_recalls and turn.options.allows(MemoryHook.name)
+        skip = frozenset({MEMORY_TOOL}) if recalled else frozenset()
+        results = await self.tools.run_tools(turn.words, skip)
         if not results:
             return ReplyPlan()
         events = [

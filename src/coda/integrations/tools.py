@@ -184,9 +184,9 @@ class VoiceToolsIntegration:
         """
         return await self.suggest(user_words(voice_message))
 
-    async def suggest(self, words: str) -> list[dict[str, Any]]:
-        """``get_tool_suggestions`` for words already recognized."""
-        ranked = await self.rank(words)
+    async def suggest(self, words: str, skip: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+        """``get_tool_suggestions`` for words already recognized, without the tools in ``skip``."""
+        ranked = [t for t in await self.rank(words) if t["name"] not in skip]
         kept = [t for t in ranked if t["relevance"] >= self.config.tool_relevance_threshold]
         kept = kept[: self.config.max_tools_in_context]
         self.stats["suggested"] += len(kept)
@@ -269,13 +269,13 @@ class VoiceToolsIntegration:
         arguments = tool.parse(words) if tool is not None and tool.parse else None
         return (tool.name, arguments) if tool is not None and arguments is not None else None
 
-    async def run_tools(self, words: str) -> list[ToolResult]:
+    async def run_tools(self, words: str, skip: frozenset[str] = frozenset()) -> list[ToolResult]:
         """Suggest, plan and (with ``auto_execute_tools``) execute the call a turn needs.
 
         A request the best tool's parser understands is called directly; otherwise
-        the LLM plans the call.
+        the LLM plans the call. Tools in ``skip`` are not considered.
         """
-        suggestions = await self.suggest(words)
+        suggestions = await self.suggest(words, skip)
         planned = self.parse(words, suggestions)
         if planned is not None:
             self.stats["parsed"] += 1

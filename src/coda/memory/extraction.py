@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 
 _FILLER = re.compile(
-    r"^(?:(?:um+|uh+|well|so|oh|okay|ok|by the way|also|and|actually|just so you know)[,\s]+)+",
+    r"^(?:(?:um+|uh+|well|so|oh|okay|ok|hi|hello|hey|by the way|also|and|actually|"
+    r"just so you know)[,\s]+)+",
     re.IGNORECASE,
 )
 _QUESTION_START = re.compile(

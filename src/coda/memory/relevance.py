@@ -4,8 +4,10 @@ MiniLM's cosine between a question and the statement that answers it is lower
 than between two statements ("What is my dog called?" / "My dog is called
 Bella." ≈ 0.71; a related but wrong memory, "My cat is named Tom.", ≈ 0.52).
 Relevance therefore blends the cosine, rescaled to [0, 1] over its useful range,
-with the share of the question's content words the memory contains, so the
-spec's default threshold (0.7) separates the two.
+with what the words share: the share of the question's content words the memory
+contains, or, as strongly, the same thing owned ("my name" in "Do you remember
+my name?" and "My name is Ada."), so the spec's default threshold (0.7)
+separates the two.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ _QUESTION_WORDS = frozenset(
 COSINE_FLOOR = 0.1
 COSINE_SPAN = 0.6
 COSINE_WEIGHT = 0.6
+_OWNED = re.compile(r"\b(?:my|our)\s+([a-z']+)")
 
 
 def _stem(word: str) -> str:
@@ -35,11 +38,13 @@ def _stem(word: str) -> str:
 
 def content_stems(text: str) -> set[str]:
     """Stems of the words that carry meaning (no stopwords, no question scaffolding)."""
-    return {
-        _stem(w)
-        for w in _WORD.findall(text.lower())
-        if w not in STOPWORDS and w not in _QUESTION_WORDS
-    }
+    words = (w.removesuffix("'s") for w in _WORD.findall(text.lower()))
+    return {_stem(w) for w in words if w not in STOPWORDS and w not in _QUESTION_WORDS}
+
+
+def owned(text: str) -> set[str]:
+    """Stems of what the speaker owns in ``text``: "my dog", "our cat" → dog, cat."""
+    return {_stem(m.group(1)) for m in _OWNED.finditer(text.lower())}
 
 
 def relevance(query: str, memory: str, cosine: float) -> float:
@@ -49,8 +54,9 @@ def relevance(query: str, memory: str, cosine: float) -> float:
     to overlap, so its meaning (the rescaled cosine) decides alone.
     """
     scaled = min(1.0, max(0.0, (cosine - COSINE_FLOOR) / COSINE_SPAN))
-    asked = content_stems(query)
-    if not asked:
+    asked, owner = content_stems(query), owned(query)
+    if not asked and not owner:
         return scaled
-    overlap = len(asked & content_stems(memory)) / len(asked)
-    return COSINE_WEIGHT * scaled + (1 - COSINE_WEIGHT) * overlap
+    overlap = len(asked & content_stems(memory)) / len(asked) if asked else 0.0
+    shared = 1.0 if owner & owned(memory) else 0.0
+    return COSINE_WEIGHT * scaled + (1 - COSINE_WEIGHT) * max(overlap, shared)

@@ -14,6 +14,9 @@ from coda.tools.units import convert, parse_conversion
 MemorySearch = Callable[[str, int], Awaitable[list[dict[str, Any]]]]
 """``await memory_search(query, limit)``: up to ``limit`` stored memories matching ``query``."""
 
+MEMORY_TOOL = "search_memory"
+"""The memory-search tool's name."""
+
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = (  # noqa: SIM905
     "January February March April May June July August September October November December"
@@ -203,7 +206,7 @@ def _memory_tool(memory_search: MemorySearch) -> Tool:
         return {"query": query, "results": await memory_search(query, limit)}
 
     return Tool(
-        name="search_memory",
+        name=MEMORY_TOOL,
         description=(
             "Search what the user said or asked to remember in earlier conversations; "
             "returns the most relevant stored snippets."
