@@ -123,6 +123,10 @@ class ToolsHook(Hook):
         self.tools = tools
         self.memory_recalls = memory_recalls
 
+    async def open(self) -> None:
+        """Embed the tools' descriptions now, not during the first turn."""
+        await self.tools.rank("Hello there.")
+
     async def before_reply(self, turn: TurnContext) -> ReplyPlan:
         """Run the call; its result (or failure) goes to the LLM and to the transports."""
         recalled = self.memory_recalls and turn.options.allows(MemoryHook.name)

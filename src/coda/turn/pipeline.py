@@ -163,7 +163,7 @@ class TurnPipeline:
             yield transcript
         # 3. before-reply hooks (only with the words: Moshi cannot take text context)
         started = clock.since()
-        plan = await self._before_reply(turn) if transcript is not None else ReplyPlan()
+        plan = await self.before_reply(turn) if transcript is not None else ReplyPlan()
         clock.add("hooks", clock.stop(started))
         turn.reply_context = plan.context
         for event in plan.events:
@@ -207,7 +207,8 @@ class TurnPipeline:
     def _included(self, turn: TurnContext) -> list[TurnHooks]:
         return [h for h in self.hooks if turn.options.allows(h.name)]
 
-    async def _before_reply(self, turn: TurnContext) -> ReplyPlan:
+    async def before_reply(self, turn: TurnContext) -> ReplyPlan:
+        """The ``before_reply`` hooks' plan for ``turn``, its words known (stage 3)."""
         # What the speaker's previous turn is still teaching should be recallable now.
         await self.background.settled(turn.speaker, self.config.learning_wait_ms / 1000)
         plan = ReplyPlan(context=turn.options.system_context)

@@ -29,7 +29,7 @@ from coda.providers.base import LanguageModel, SpeechToText, TextToSpeech
 from coda.providers.registry import create_stt, create_tts, resolve_llm
 from coda.providers.tts.cache import CachedTTS
 from coda.store.conversations import Conversations
-from coda.turn.context import TurnOptions
+from coda.turn.context import TurnContext, TurnOptions
 from coda.turn.events import TurnOutcome
 from coda.turn.intake import Intake
 from coda.turn.outcome import to_response
@@ -146,15 +146,19 @@ class VoiceEngine:
     async def _warm_up(self) -> None:
         """One pass through each model, so the first real turn is not the slow one.
 
-        The LLM pass also leaves the system prompt evaluated in llama.cpp's cache.
+        The hooks plan a turn of a speaker nobody has met (nothing is stored), so
+        the LLM pass leaves a new speaker's system prompt and style evaluated in
+        llama.cpp's cache.
         """
-        assert self.stt is not None and self.tts is not None
+        assert self.stt is not None and self.tts is not None and self.pipeline is not None
         speech = await self.tts.synthesize(_WARMUP_TEXT)
         audio = await asyncio.to_thread(
             resample, speech.samples, speech.sample_rate, self.stt.sample_rate
         )
         await self.stt.transcribe(audio)
-        request = TurnRequest(text=_WARMUP_TEXT, history=())
+        stranger = TurnContext("warm-up", "warm-up", words=_WARMUP_TEXT)
+        plan = await self.pipeline.before_reply(stranger)
+        request = TurnRequest(_WARMUP_TEXT, (), plan.context, plan.style)
         async for _ in self.responders[VoiceProcessingMode.LLM_ENHANCED].respond(
             request, TurnClock()
         ):
