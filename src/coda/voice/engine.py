@@ -220,28 +220,3 @@ class VoiceEngine:
             "model": self.llm.model if self.llm else None,
             "reason": self.llm_reason,
         }
-
-    def stats(self) -> dict[str, Any]:
-        """Counters, mean stage timings, analytics, and which models are in use."""
-        tts_cache = self.tts if isinstance(self.tts, CachedTTS) else None
-        pipeline = self.pipeline
-        return {
-            "initialized": self.initialized,
-            "llm_provider": self.llm.name if self.llm else None,
-            "llm_model": self.llm.model if self.llm else None,
-            "llm_reason": self.llm_reason,
-            "stt_provider": self.stt.name if self.stt else None,
-            "stt_fitted_window_fallbacks": getattr(self.stt, "fallbacks", None),
-            "tts_provider": self.tts.name if self.tts else None,
-            "moshi_server": self.config.moshi.server_url if self.built.s2s else None,
-            "vram": self.vram.stats(),
-            "modes_available": sorted(m.value for m in self.responders),
-            "modes_unavailable": {m.value: why for m, why in self.built.unavailable.items()},
-            "integrations": [h.name for h in pipeline.hooks] if pipeline else [],
-            "active_conversations": len(self.conversations.active),
-            **(pipeline.stats.snapshot() if pipeline else {"turns": 0, "errors": 0}),
-            "background": pipeline.background.snapshot() if pipeline else None,
-            "tts_cache": {"hits": tts_cache.hits, "misses": tts_cache.misses}
-            if tts_cache
-            else None,
-        }

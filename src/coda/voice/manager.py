@@ -18,6 +18,7 @@ from coda.turn.context import TurnOptions
 from coda.voice.chunks import StreamChunker
 from coda.voice.engine import Progress, VoiceEngine
 from coda.voice.interfaces import VoiceManagerInterface
+from coda.voice.stats import engine_stats
 
 
 class VoiceManager(VoiceManagerInterface):
@@ -141,7 +142,7 @@ class VoiceManager(VoiceManagerInterface):
 
     def get_stats(self) -> dict[str, Any]:
         """Counters, mean stage timings, analytics, and the models in use."""
-        return self.engine.stats()
+        return engine_stats(self.engine)
 
     async def wait_for_learning(self) -> None:
         """Wait until what finished turns teach (memories, traits, sync) is stored."""
