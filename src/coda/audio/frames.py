@@ -17,6 +17,12 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
     return np.clip(np.round(samples * 32767.0), -32768, 32767).astype(np.int16)
 
 
+def apply_gain(samples: np.ndarray, gain: float, ceiling: float = 0.98) -> np.ndarray:
+    """``samples`` scaled by ``gain``, but never past ``ceiling`` of full scale (no clipping)."""
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    return (samples * min(gain, ceiling / (peak or 1.0))).astype(np.float32)
+
+
 def to_float(samples: np.ndarray) -> np.ndarray:
     """16-bit PCM as float32 in [-1, 1]."""
     return samples.astype(np.float32) / 32768.0

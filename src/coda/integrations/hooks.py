@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from coda.core.models import VoiceMessage, VoiceResponse
+from coda.core.models import VoiceMessage, VoiceResponse, new_id
 from coda.integrations.memory import VoiceMemoryIntegration
 from coda.integrations.personality import VoicePersonalityIntegration
 from coda.integrations.tools import VoiceToolsIntegration, results_context
@@ -35,9 +35,8 @@ class MemoryHook(Hook):
         self.memory = memory
 
     async def open(self) -> None:
-        """Open the memory store and load the embedder, with one pass to warm it."""
+        """Open the memory store and load the embedder."""
         await self.memory.open()
-        await self.memory.memory_manager.embedder.embed(["Hello there."])
 
     async def before_reply(self, turn: TurnContext) -> ReplyPlan:
         """The relevant memories, as context and as a ``MemoryRecalled`` event."""
@@ -123,10 +122,6 @@ class ToolsHook(Hook):
         self.tools = tools
         self.memory_recalls = memory_recalls
 
-    async def open(self) -> None:
-        """Embed the tools' descriptions now, not during the first turn."""
-        await self.tools.rank("Hello there.")
-
     async def before_reply(self, turn: TurnContext) -> ReplyPlan:
         """Run the call; its result (or failure) goes to the LLM and to the transports."""
         recalled = self.memory_recalls and turn.options.allows(MemoryHook.name)
@@ -157,10 +152,12 @@ class SyncHook(Hook):
         """The user's words, then the reply (if any of it was spoken)."""
         turn = outcome.turn
         message = VoiceMessage(
-            turn.conversation_id, b"", text_content=outcome.user_text, speaker=turn.speaker
+            turn.conversation_id,
+            b"",
+            text_content=outcome.user_text,
+            speaker=turn.speaker,
+            message_id=turn.message_id or new_id("msg"),
         )
-        if turn.message_id:
-            message.message_id = turn.message_id
         await self.sync.sync_voice_message(message)
         if outcome.reply_text.strip():
             metadata = {"message_id": message.message_id, "interrupted": outcome.interrupted}

@@ -12,6 +12,7 @@ import soundfile as sf
 
 from coda.audio.decode import resample
 from coda.audio.encode import encode_wav
+from coda.audio.frames import apply_gain
 from coda.core.config import default_data_dir
 from coda.core.integration_config import VoicePersonalityConfig
 from coda.core.models import ConversationState, VoiceMessage, VoiceResponse
@@ -28,12 +29,6 @@ from coda.personality.traits import (
 )
 from coda.providers.base import TextToSpeech
 from coda.turn.events import TurnOutcome
-
-
-def _regain(samples: np.ndarray, gain: float) -> np.ndarray:
-    """``samples`` scaled by ``gain``, never past 0.98 of full scale."""
-    peak = float(np.max(np.abs(samples))) or 1.0
-    return (samples * min(gain, 0.98 / peak)).astype(np.float32)
 
 
 class VoicePersonalityIntegration:
@@ -180,7 +175,7 @@ class VoicePersonalityIntegration:
             speech = await self.tts.synthesize(text, speaking_rate=pace)
             samples = await asyncio.to_thread(resample, speech.samples, speech.sample_rate, rate)
         if samples.size:
-            samples = await asyncio.to_thread(_regain, samples, gain)
+            samples = await asyncio.to_thread(apply_gain, samples, gain)
         adapted = {
             "traits": traits.as_dict(),
             "trimmed_sentences": len(sentences) - traits.max_sentences if trimmed else 0,

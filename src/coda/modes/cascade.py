@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 
 from coda.audio.decode import resample
+from coda.audio.frames import apply_gain
 from coda.core.config import LLMConfig, StreamingConfig
 from coda.core.enums import VoiceProcessingMode
 from coda.modes.clock import TurnClock
@@ -35,10 +36,7 @@ _SENTENCE_END = (".", "?", "!")
 def _shape(samples: np.ndarray, rate: int, output_rate: int, gain: float) -> np.ndarray:
     """Resample one piece to the output rate and scale it by ``gain``, never clipping."""
     audio = resample(samples, rate, output_rate)
-    if gain != 1.0 and audio.size:
-        peak = float(np.max(np.abs(audio))) or 1.0
-        audio = (audio * min(gain, 0.98 / peak)).astype(np.float32)
-    return audio
+    return apply_gain(audio, gain) if gain != 1.0 else audio
 
 
 class CascadeResponder:

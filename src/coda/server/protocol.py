@@ -44,14 +44,7 @@ def message_of(event: TurnEvent, seq: int) -> dict[str, Any] | None:
     if isinstance(event, MemoryRecalled):
         return {"type": "memory", "memories": _jsonable(list(event.memories))}
     if isinstance(event, ToolCalled):
-        return {
-            "type": "tool",
-            "name": event.name,
-            "arguments": _jsonable(event.arguments),
-            "success": event.success,
-            "result": _jsonable(event.result),
-            "error": event.error,
-        }
+        return {"type": "tool", **_jsonable(event.as_dict())}
     if isinstance(event, TextDelta):
         return {"type": "text", "delta": event.text}
     if isinstance(event, SpokenPiece):

@@ -340,8 +340,7 @@ class DuplexSession:
             )
         else:  # a copy: the event already sent must not change under the transport
             cut = spoken != outcome.reply_text
-            metadata = {**outcome.metadata, "interrupted": cut}
-            outcome = replace(outcome, reply_text=spoken, interrupted=cut, metadata=metadata)
+            outcome = replace(outcome, reply_text=spoken, interrupted=cut)
         await self.pipeline.commit(outcome)
 
     # -- barge-in -------------------------------------------------------------------------

@@ -61,6 +61,16 @@ class ToolCalled:
     error: str | None = None
     duration_ms: float = 0.0
 
+    def as_dict(self) -> dict[str, Any]:
+        """What the transports show of the call."""
+        return {
+            "name": self.name,
+            "arguments": self.arguments,
+            "success": self.success,
+            "result": self.result,
+            "error": self.error,
+        }
+
 
 @dataclass(frozen=True)
 class TextDelta:

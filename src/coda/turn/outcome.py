@@ -80,7 +80,7 @@ def partial_outcome(
         sample_rate=rate,
         processing_time_ms=0.0,
         scores={},
-        metadata={"transcript": user_text, "message_id": turn.message_id, "interrupted": True},
+        metadata={"transcript": user_text, "message_id": turn.message_id},
         interrupted=True,
     )
 

@@ -35,6 +35,7 @@ from coda.core.integration_config import (
     VoicePersonalityConfig,
     VoiceToolsConfig,
 )
+from coda.core.interfaces import VoiceManagerInterface
 from coda.core.models import (
     ConflictResolutionStrategy,
     ConversationState,
@@ -54,7 +55,6 @@ from coda.voice.integrations import (
     VoicePersonalityIntegration,
     VoiceToolsIntegration,
 )
-from coda.voice.interfaces import VoiceManagerInterface
 from coda.voice.manager import VoiceManager
 from coda.voice.processor import VoiceProcessor
 

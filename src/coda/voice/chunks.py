@@ -88,7 +88,7 @@ class StreamChunker:
         if isinstance(event, MemoryRecalled):
             return [self._chunk("memory", metadata={"memories": list(event.memories)})]
         if isinstance(event, ToolCalled):
-            return [self._chunk("tool", event.name, metadata=_tool(event))]
+            return [self._chunk("tool", event.name, metadata=event.as_dict())]
         if isinstance(event, TextDelta):
             return [self._chunk("text", event.text)]
         if isinstance(event, SpokenPiece):
@@ -100,13 +100,3 @@ class StreamChunker:
             )
             return [self._chunk("audio", event.text, audio_data=wav) for wav in wavs]
         return []
-
-
-def _tool(event: ToolCalled) -> dict[str, object]:
-    return {
-        "name": event.name,
-        "arguments": event.arguments,
-        "success": event.success,
-        "result": event.result,
-        "error": event.error,
-    }

@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from coda.core.config import VoiceConfig
+from coda.core.interfaces import VoiceManagerInterface
 from coda.core.models import (
     ConversationState,
     VoiceMessage,
@@ -17,7 +18,6 @@ from coda.core.models import (
 from coda.turn.context import TurnOptions
 from coda.voice.chunks import StreamChunker
 from coda.voice.engine import Progress, VoiceEngine
-from coda.voice.interfaces import VoiceManagerInterface
 from coda.voice.stats import engine_stats
 
 
