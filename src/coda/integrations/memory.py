@@ -13,6 +13,7 @@ from coda.core.integration_config import VoiceMemoryConfig
 from coda.core.models import ConversationState, VoiceMessage, VoiceResponse
 from coda.memory.embedder import MiniLMEmbedder
 from coda.memory.extraction import extract
+from coda.memory.perspective import second_person
 from coda.memory.relevance import relevance
 from coda.memory.store import MemoryStore, SQLiteMemoryStore
 
@@ -133,9 +134,11 @@ class VoiceMemoryIntegration:
         if memories:
             memory = await self._ready()
             await memory.store.reinforce([m["id"] for m in memories], self.config.learning_rate)
+        # Told back in the second person, so the reply says "your sister", not "my".
         context = (
-            "What the user told you before (use it if it helps; say so if asked):\n"
-            + "\n".join(f"- {m['text']}" for m in memories)
+            "What you know about the user from earlier conversations (use it if it "
+            "helps; tell it back to them as you/your):\n"
+            + "\n".join(f"- {second_person(m['text'])}" for m in memories)
             if memories
             else None
         )
