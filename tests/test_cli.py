@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,11 @@ def test_chat_holds_the_sample_conversation(tmp_path: Path) -> None:
     assert "Paris" in text
     assert text.count("time: frontend=") == 4 and text.count(" asr=") == 4
     assert "llm_first_token=" in text
+    # The last turn ("Do you remember my name?") is answered to the user, about the user.
+    last = text.split("[turn 4]")[1]
+    coda_line = next(line for line in last.splitlines() if line.strip().startswith("coda:"))
+    assert re.search(r"\byour name is ada\b", coda_line, re.IGNORECASE), coda_line
+    assert not re.search(r"\bmy name\b", coda_line, re.IGNORECASE)
     replies = sorted(out.glob("turn*_reply.wav"))
     assert len(replies) == 4
     for reply in replies:

@@ -7,6 +7,10 @@ import time
 
 import soundfile as sf
 
+from coda.core.errors import LLMIntegrationError
+from coda.core.models import ConversationTurn
+from coda.modes.prompt import build_messages
+from coda.turn.summary import Summarizer
 from coda.voice import VoiceConfig, VoiceManager, VoiceMessage, VoiceProcessingMode
 from tests.conftest import Speak, Transcribe, wer
 
@@ -136,20 +140,49 @@ async def test_history_survives_a_restart(base_config: VoiceConfig, speak: Speak
         await second.cleanup()
 
 
-async def test_history_is_bounded_by_max_conversation_length(manager: VoiceManager) -> None:
+async def test_old_turns_are_summarized_not_dropped(manager: VoiceManager) -> None:
+    """Past ``max_conversation_length``, the oldest turns go into the summary (real LLM)."""
     limit = manager.config.max_conversation_length
-    manager.config.max_conversation_length = 2
+    manager.config.max_conversation_length = 4
     cascade = manager.engine.responders[VoiceProcessingMode.LLM_ENHANCED]
-    cascade._max_history = 2  # type: ignore[attr-defined]
+    cascade._max_history = 4  # type: ignore[attr-defined]
+    said = ("My sister lives in Lisbon.", "Two.", "Three.", "Four.", "Five.")
     try:
-        for text in ("One.", "Two.", "Three."):
+        for text in said:
             await manager.process_voice_message(VoiceMessage("bounded", b"", text_content=text))
+        pipeline = manager.engine.require_ready()
+        await pipeline.background.settled("user", 120)  # the summary is written after the turn
         state = await manager.get_conversation_state("bounded")
-        assert state is not None and [t.user_text for t in state.turns] == ["Two.", "Three."]
-        assert await manager.engine.store.count_turns("bounded") == 3  # the store keeps all
+        assert state is not None
+        # Five turns outgrew four: the history went down to three, the oldest two summarized.
+        assert [t.user_text for t in state.turns] == ["Three.", "Four.", "Five."]
+        assert "lisbon" in state.summary.lower()
+        assert await manager.engine.store.count_turns("bounded") == 5  # the store keeps all
+        # The summary survives a reload from the store, and opens the next prompt.
+        reloaded = await manager.engine.store.load("bounded", 4)
+        assert reloaded is not None and reloaded.summary == state.summary
+        messages = build_messages("system", state.turns, "Hi.", 4, summary=state.summary)
+        assert messages[1].content == f"Earlier in this conversation: {state.summary}"
     finally:
         manager.config.max_conversation_length = limit
         cascade._max_history = limit  # type: ignore[attr-defined]
+
+
+async def test_a_summary_keeps_the_users_words_when_the_model_fails() -> None:
+    class FailingLLMFault:
+        """Injects a fault no real model produces on demand: every call fails."""
+
+        name = model = "failing"
+
+        async def load(self) -> None:
+            raise LLMIntegrationError("down")
+
+    summarizer = Summarizer(FailingLLMFault())  # type: ignore[arg-type]
+    turns = [
+        ConversationTurn("I'm allergic to peanuts.", "Noted.", VoiceProcessingMode.LLM_ENHANCED)
+    ]
+    summary = await summarizer.summarize("The user lives in Paris.", turns)
+    assert summary == "The user lives in Paris. The user said: I'm allergic to peanuts."
 
 
 async def test_streaming_yields_transcript_text_and_audio(

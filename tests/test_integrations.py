@@ -13,7 +13,6 @@ import pytest
 
 from coda.integrations.memory import VoiceMemory
 from coda.integrations.personality import VoicePersonalityIntegration
-from coda.memory.extraction import extract
 from coda.personality.store import PersonalityStore
 from coda.tools.registry import Tool
 from coda.voice import (
@@ -49,35 +48,6 @@ def said(text: str) -> VoiceMessage:
 
 
 # -- memory -----------------------------------------------------------------------------
-
-LABELLED = [
-    ("My dog is called Bella.", ["My dog is called Bella."]),
-    ("I live in Lisbon.", ["I live in Lisbon."]),
-    ("Um, I really like jazz music.", ["I really like jazz music."]),
-    ("Remember that my sister is a doctor.", ["My sister is a doctor."]),
-    ("I'm allergic to peanuts.", ["I'm allergic to peanuts."]),
-    ("My favourite colour is green.", ["My favourite colour is green."]),
-    ("Call me Ada.", ["Call me Ada."]),
-    ("I have two cats. They are lazy.", ["I have two cats."]),
-    ("What is my dog called?", []),
-    ("Is my sister a doctor?", []),
-    ("Tell me a joke.", []),
-    ("The weather is nice today.", []),
-    ("What is 17 times 23?", []),
-    ("I think so.", []),
-    ("I went to the shop.", []),
-    ("Do you like jazz?", []),
-]
-
-
-def test_memory_extraction_on_labelled_utterances() -> None:
-    """Rules: every extracted memory is right (precision 1.0) and none is missed here."""
-    expected = {m for _, ms in LABELLED for m in ms}
-    found = {c.text for text, _ in LABELLED for c in extract(text)}
-    true = found & expected
-    assert len(true) / len(found) == 1.0  # precision
-    assert len(true) / len(expected) == 1.0  # recall on this set
-    assert extract("I really like jazz music.")[0].kind == "preference"
 
 
 async def test_memory_carries_across_conversations(

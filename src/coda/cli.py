@@ -229,6 +229,20 @@ async def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _eval(args: argparse.Namespace) -> int:
+    from coda.eval.cases import CaseFilter
+    from coda.eval.command import run_eval_command
+
+    chosen = CaseFilter(
+        args.fast,
+        tuple(v.strip() for v in args.voices.split(",") if v.strip()),
+        tuple(c.strip() for c in args.only.split(",") if c.strip()),
+    )
+    return await run_eval_command(
+        _config(args), args.cases, chosen, args.eval_llms, args.eval_stts, args.chart
+    )
+
+
 def _local_user() -> str:
     """This machine's login name, as a speaker id (``local`` when there is none)."""
     try:
@@ -300,6 +314,24 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--sizes", default="10000,100000", help="comma-separated memory counts")
     memory.add_argument("--queries", type=int, default=100, help="searches per size")
     memory.add_argument("--chart", type=Path, default=Path("out/memory.png"), help="PNG chart")
+    evaluate = commands.add_parser(
+        "eval", help="scripted conversations: memory, perspective, tools, knowledge"
+    )
+    evaluate.add_argument("--cases", type=Path, help="a TOML case file (default: the shipped one)")
+    evaluate.add_argument("--fast", action="store_true", help="only the cases marked fast")
+    evaluate.add_argument("--only", default="", help="categories to run, e.g. recall,unknown")
+    evaluate.add_argument(
+        "--voices", default="typed,piper,espeak", help="how recall pairs are said (comma-separated)"
+    )
+    evaluate.add_argument(
+        "--llm", dest="eval_llms", action="append",
+        help="a GGUF file, or 'embedded'; repeat to compare models",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--stt", dest="eval_stts", action="append",
+        help="the recognizer, tiny.en or base, optionally :beamN (tiny.en:beam5); repeatable",
+    )  # fmt: skip
+    evaluate.add_argument("--chart", type=Path, default=Path("out/eval.png"), help="PNG chart")
     return parser
 
 
@@ -308,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    handler = {"chat": _chat, "setup": _setup, "bench": _bench, "serve": _serve}[args.command]
+    handlers = {"chat": _chat, "setup": _setup, "bench": _bench, "serve": _serve, "eval": _eval}
+    handler = handlers[args.command]
     try:
         return asyncio.run(handler(args))
     except (PydanticValidationError, OSError) as exc:

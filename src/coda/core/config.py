@@ -300,6 +300,12 @@ class VoiceConfig:
     """A message to an unknown conversation id starts it (False: ConversationError)."""
     secondary_llm: LLMConfig | None = None
     """A second language model: ``hybrid`` races it too (with Moshi, if configured)."""
+    background_llm: LLMConfig | None = None
+    """The model for background work (reading facts, summarizing old turns); None:
+    a second instance of the embedded model (its own cache, so the voice model's
+    cached prompt survives), or the same server for a remote one."""
+    summarize_history: bool = True
+    """Turns that outgrow ``max_conversation_length`` are summarized, not dropped."""
     max_latency_ms: float = 1000.0
     """Hybrid's budget for waiting on the better answer; adaptive avoids modes
     measured slower than this, in ms."""
@@ -350,7 +356,9 @@ class VoiceConfig:
             raise ConfigurationError("need stream_chunk_samples >= 0, background_queue_size >= 1")
         if self.max_concurrent_conversations < 1:
             raise ConfigurationError("max_concurrent_conversations must be at least 1")
-        for name, llm in (("llm", self.llm), ("secondary_llm", self.secondary_llm)):
+        llms = (("llm", self.llm), ("secondary_llm", self.secondary_llm),
+                ("background_llm", self.background_llm))  # fmt: skip
+        for name, llm in llms:
             if llm is not None and llm.provider not in LLM_PROVIDER_NAMES:
                 raise ConfigurationError(
                     f"{name}.provider {llm.provider!r} is unknown; use one of {LLM_PROVIDER_NAMES}"

@@ -20,6 +20,12 @@ class VoiceMemoryConfig:
         learning_rate: How far each mention or use moves importance towards 1.
         scope: "user" (memories follow the speaker across conversations) or
             "conversation" (each conversation has its own).
+        answer_from_memory: A question about the user's own facts is answered
+            from memory ("Your sister lives in Lisbon.") or with "you haven't
+            told me", not by the LLM's guess (``coda.memory.answers``).
+        memory_answer_threshold: The relevance a memory needs to answer alone.
+        model_extraction: Statements the rules cannot read go to the background
+            language model (``VoiceConfig.background_llm``) after the turn.
     """
 
     enable_context_injection: bool = True
@@ -28,6 +34,9 @@ class VoiceMemoryConfig:
     enable_learning: bool = True
     learning_rate: float = 0.1
     scope: str = "user"
+    answer_from_memory: bool = True
+    memory_answer_threshold: float = 0.8
+    model_extraction: bool = True
 
 
 @dataclass

@@ -242,6 +242,8 @@ class ConversationState:
         last_activity: Time of the latest turn or change.
         ended_at: End time, once ended.
         metrics: Running figures (turn count, mean latency, ...).
+        summary: What the turns no longer held in ``turns`` said, summarized
+            (empty until the history first outgrows ``max_conversation_length``).
     """
 
     conversation_id: str
@@ -252,6 +254,7 @@ class ConversationState:
     last_activity: float = field(default_factory=time.time)
     ended_at: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
 
     @property
     def turn_count(self) -> int:

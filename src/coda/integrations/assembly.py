@@ -10,6 +10,7 @@ from coda.integrations.memory import VoiceMemory, VoiceMemoryIntegration, curren
 from coda.integrations.personality import VoicePersonalityIntegration
 from coda.integrations.tools import Answer, VoiceToolsIntegration
 from coda.memory.embedder import MiniLMEmbedder
+from coda.memory.model_extractor import ModelExtractor
 from coda.memory.store import SQLiteMemoryStore
 from coda.personality.store import PersonalityStore
 from coda.providers.base import LanguageModel, TextToSpeech
@@ -42,7 +43,11 @@ class Integrations:
 
 
 def build_integrations(
-    config: VoiceConfig, llm: LanguageModel, tts: TextToSpeech, answer: Answer
+    config: VoiceConfig,
+    llm: LanguageModel,
+    tts: TextToSpeech,
+    answer: Answer,
+    background: LanguageModel,
 ) -> Integrations:
     """The integrations ``config`` enables, their tables in the conversation store's file.
 
@@ -51,6 +56,7 @@ def build_integrations(
         llm: The language model that plans tool calls.
         tts: The voice that re-speaks a reply cut to the personality's budget.
         answer: Speaks an answer with extra context (``process_function_calls``).
+        background: The model that reads facts the rules cannot (after the turn).
     """
     path = config.resolved_store_path()
     embedder = MiniLMEmbedder()  # one model for memories and tool ranking
@@ -59,6 +65,8 @@ def build_integrations(
         if config.enable_memory_integration
         else None
     )
+    if memory is not None and config.memory.model_extraction:
+        memory.extractor = ModelExtractor(background)
 
     async def search_memory(query: str, limit: int = 5) -> list[dict[str, object]]:
         assert memory is not None

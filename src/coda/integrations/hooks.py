@@ -1,7 +1,8 @@
 """The integrations as the turn pipeline's hooks (``coda.turn.hooks.TurnHooks``).
 
-- memory: before the reply, what the speaker told Coda before (``MemoryRecalled``);
-  after the commit, the facts in what they said are learned.
+- memory: before the reply, what the speaker told Coda before (``MemoryRecalled``),
+  and the answer from memory to a question about their own facts or a request
+  to forget; after the commit, the facts in what they said are learned.
 - personality: before the reply, feedback and requests in the user's words move
   the speaker's traits, which then set the prompt's style, the token and sentence
   caps, the pace and the volume; before the commit, the reply is checked against
@@ -41,15 +42,17 @@ class MemoryHook(Hook):
     async def before_reply(self, turn: TurnContext) -> ReplyPlan:
         """The relevant memories, as context and as a ``MemoryRecalled`` event."""
         scope = self.memory.scope_of(turn.speaker, turn.conversation_id)
-        found = await self.memory.recall(scope, turn.words)
+        earlier = [t.user_text for t in turn.state.turns] if turn.state else []
+        found = await self.memory.recall(scope, turn.words, earlier)
         memories = found["memories"]
         recalled = [
             {"text": m["text"], "kind": m["kind"], "relevance": m["relevance"]} for m in memories
         ]
         return ReplyPlan(
             context=found["system_context"],
+            reply=found["reply"],
             events=[MemoryRecalled(tuple(recalled))] if recalled else [],
-            metadata={"memories": memories},
+            metadata={"memories": memories, "answered_from_memory": found["reply"] is not None},
         )
 
     async def after_commit(self, outcome: TurnOutcome) -> None:

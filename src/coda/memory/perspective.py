@@ -59,3 +59,54 @@ def second_person(text: str) -> str:
         after_i = lowered == "i"
     out.append(text[position:])
     return "".join(out)
+
+
+_THIRD = {
+    "i": "the user",
+    "me": "the user",
+    "my": "the user's",
+    "mine": "the user's",
+    "myself": "themselves",
+    "we": "the user",
+    "us": "the user",
+    "our": "the user's",
+    "ours": "the user's",
+}
+_AFTER_USER = {"am": "is", "are": "is", "'m": "is", "have": "has", "do": "does", "don't": "doesn't",
+               "were": "was", "'ve": "has"}  # fmt: skip
+_NOT_VERBS = frozenset(("was", "never", "also", "really", "still", "is", "has", "can", "will"))
+
+
+def _third_verb(word: str) -> str:
+    lowered = word.lower()
+    if lowered in _AFTER_USER:
+        return _AFTER_USER[lowered]
+    if lowered in _NOT_VERBS or lowered.endswith(("ed", "'t")):
+        return word
+    if lowered.endswith("y") and lowered[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + ("es" if lowered.endswith(("s", "sh", "ch", "o", "x")) else "s")
+
+
+def third_person(text: str) -> str:
+    """``text`` about the user: "I live in Paris." → "The user lives in Paris."."""
+    text = text.strip().replace("I'm ", "I am ").replace("We're ", "We are ")
+    out: list[str] = []
+    position = 0
+    after_subject = False
+    for match in _WORD.finditer(text):
+        word = match.group(0)
+        lowered = word.lower()
+        out.append(text[position : match.start()])
+        if lowered in _THIRD:
+            swapped = _THIRD[lowered]
+            before = text[: match.start()].rstrip()
+            starts = not before or before.endswith((".", "!", "?"))
+            out.append(swapped[:1].upper() + swapped[1:] if starts else swapped)
+            after_subject = lowered in ("i", "we")
+        else:
+            out.append(_third_verb(word) if after_subject else word)
+            after_subject = False
+        position = match.end()
+    out.append(text[position:])
+    return "".join(out)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from coda.memory.facts import is_person
 from coda.modes.quality import STOPWORDS
 
 _WORD = re.compile(r"[a-z0-9']+")
@@ -23,7 +24,8 @@ _QUESTION_WORDS = frozenset(
 COSINE_FLOOR = 0.1
 COSINE_SPAN = 0.6
 COSINE_WEIGHT = 0.6
-_OWNED = re.compile(r"\b(?:my|our)\s+([a-z']+)")
+_OWNED = re.compile(r"\b(?:my|our)\s+(?:favou?rite\s+)?([a-z']+)")
+_SELF = re.compile(r"\b(?:i|we|i'm|i've|we're|myself)\b")  # "remind me" asks of others too
 
 
 def _stem(word: str) -> str:
@@ -47,8 +49,31 @@ def owned(text: str) -> set[str]:
     return {_stem(m.group(1)) for m in _OWNED.finditer(text.lower())}
 
 
-def relevance(query: str, memory: str, cosine: float) -> float:
+def about_whom(text: str) -> set[str]:
+    """The people and pets ``text`` speaks of, as stems ("my sister" → "sister")."""
+    return {_stem(m.group(1)) for m in _OWNED.finditer(text.lower()) if is_person(m.group(0))}
+
+
+def same_subject(query: str, subject: str) -> bool:
+    """A memory about ``subject`` ("i", "my sister", "" for any) can answer ``query``.
+
+    "Where do I live?" is not answered by "My sister lives in Lisbon.", nor
+    "Where does my sister live?" by "I live in Berlin.".
+    """
+    if not subject:
+        return True
+    asked = about_whom(query)
+    if subject == "i" or not is_person(subject):  # the user, or one of their attributes
+        return not asked or bool(_SELF.search(query.lower()))
+    return any(_stem(word) in asked for word in subject.split()[1:])
+
+
+def relevance(query: str, memory: str, cosine: float, relation: str = "") -> float:
     """Blend of rescaled cosine and content-word overlap.
+
+    ``memory`` may carry the questions the memory answers as well as its sentence;
+    a question that uses the fact's own verb ("Which team do I support?" for "I
+    support Arsenal.") matches as strongly as one about the same owned thing.
 
     A question with no content words of its own ("What is my name?") has nothing
     to overlap, so its meaning (the rescaled cosine) decides alone.
@@ -58,5 +83,6 @@ def relevance(query: str, memory: str, cosine: float) -> float:
     if not asked and not owner:
         return scaled
     overlap = len(asked & content_stems(memory)) / len(asked) if asked else 0.0
-    shared = 1.0 if owner & owned(memory) else 0.0
+    verb = content_stems(relation) & asked if relation else set()
+    shared = 1.0 if owner & owned(memory) or verb else 0.0
     return COSINE_WEIGHT * scaled + (1 - COSINE_WEIGHT) * max(overlap, shared)

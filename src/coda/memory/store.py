@@ -1,10 +1,12 @@
 """The memory store: a protocol, and the SQLite default with an in-memory vector index.
 
 Each memory has a scope ("user:<speaker>" or "conversation:<id>"), a kind, its
-sentence, its embedding, and an importance in [0, 1] that grows each time it is
-mentioned again or used. Search is exact cosine over the scope's vectors, held
-in memory as one float32 matrix (100k memories ≈ 150 MB), which ``coda bench
-memory`` measures. All SQL and search run on the store's own thread.
+sentence, its embedding, the questions it answers with theirs, the key of its
+fact, a status ("current", or "superseded" history), and an importance in
+[0, 1] that grows each time it is mentioned again or used. Search is exact
+cosine over the scope's current vectors, held in memory as one float32 matrix
+(100k memories ≈ 150 MB, plus their questions), which ``coda bench memory``
+measures. All SQL and search run on the store's own thread.
 
 A PostgreSQL (pgvector) store implements the same ``MemoryStore`` protocol.
 """
@@ -36,11 +38,45 @@ CREATE TABLE IF NOT EXISTS memories (
 );
 CREATE INDEX IF NOT EXISTS memories_by_scope ON memories(scope);
 """
+# Added with facts (a store from before them gains the columns when it opens).
+_COLUMNS = {
+    "fact_key": "TEXT",
+    "subject": "TEXT NOT NULL DEFAULT ''",
+    "status": "TEXT NOT NULL DEFAULT 'current'",
+    "questions": "TEXT NOT NULL DEFAULT ''",
+    "question_embeddings": "BLOB",
+    "superseded_at": "REAL",
+}
+_FIELDS = (
+    "id, scope, kind, text, importance, mentions, updated_at, fact_key, subject, status, questions"
+)
+
+
+@dataclass(frozen=True)
+class NewMemory:
+    """What to remember: a sentence and how to find it.
+
+    Attributes:
+        kind: "fact" or "preference".
+        text: The sentence, in the user's first person.
+        embedding: Its unit vector.
+        key: What a later fact must share to supersede it (None: merge by meaning).
+        subject: Who or what it is about ("i", "my sister"), for matching questions.
+        questions: Questions it answers, and their unit vectors (one row each).
+    """
+
+    kind: str
+    text: str
+    embedding: np.ndarray
+    key: str | None = None
+    subject: str = ""
+    questions: str = ""
+    question_vectors: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class Memory:
-    """One remembered fact or preference."""
+    """One remembered fact or preference ("current", or "superseded" history)."""
 
     id: int
     scope: str
@@ -49,11 +85,15 @@ class Memory:
     importance: float
     mentions: int
     updated_at: float
+    key: str | None = None
+    subject: str = ""
+    status: str = "current"
+    questions: str = ""
 
 
 @dataclass(frozen=True)
 class Found:
-    """A memory and its cosine similarity to the query."""
+    """A memory and its cosine similarity to the query (the best of its sentence and questions)."""
 
     memory: Memory
     cosine: float
@@ -69,33 +109,61 @@ class MemoryStore(Protocol):
         """Close the store."""
 
     async def remember(
-        self,
-        scope: str,
-        kind: str,
-        text: str,
-        embedding: np.ndarray,
-        merge_above: float,
-        learning_rate: float,
-    ) -> tuple[Memory, bool]:
-        """Store a memory, or merge it into a near-duplicate; True if merged."""
+        self, scope: str, new: NewMemory, merge_above: float, learning_rate: float
+    ) -> tuple[Memory, str]:
+        """Store a memory: "new", "merged" into a repeat, or "updated" (superseding one)."""
         ...
 
     async def search(self, scope: str, query: np.ndarray, limit: int) -> list[Found]:
-        """The ``limit`` most similar memories of ``scope``, most similar first."""
+        """The ``limit`` current memories of ``scope`` most similar to ``query``, best first."""
+        ...
+
+    async def forget(self, scope: str, ids: list[int]) -> int:
+        """Delete memories and the history of their facts; how many rows went."""
+        ...
+
+    async def history(self, scope: str) -> list[Memory]:
+        """The superseded memories of ``scope``, oldest first."""
         ...
 
     async def reinforce(self, ids: list[int], learning_rate: float) -> None:
         """Raise the importance of memories that were used."""
 
     async def count(self, scope: str | None = None) -> int:
-        """How many memories (in ``scope``, or in all)."""
+        """How many current memories (in ``scope``, or in all)."""
         ...
 
 
 @dataclass
 class _Index:
+    """A scope's current memories: one row per sentence and per likely question."""
+
     ids: np.ndarray
     vectors: np.ndarray
+    primary: np.ndarray  # True for a memory's own sentence
+
+    def add(self, memory_id: int, sentence: np.ndarray, questions: np.ndarray | None) -> None:
+        rows = [sentence[None, :]] + ([questions] if questions is not None else [])
+        stacked = np.vstack(rows).astype(np.float32)
+        self.ids = np.append(self.ids, np.full(len(stacked), memory_id, np.int64))
+        self.vectors = np.vstack([self.vectors, stacked])
+        self.primary = np.append(self.primary, [True] + [False] * (len(stacked) - 1))
+
+    def drop(self, ids: list[int]) -> None:
+        keep = ~np.isin(self.ids, ids)
+        self.ids, self.vectors, self.primary = (
+            self.ids[keep],
+            self.vectors[keep],
+            self.primary[keep],
+        )
+
+
+def _vectors(blob: bytes | None) -> np.ndarray | None:
+    return np.frombuffer(blob, np.float32).reshape(-1, DIMENSIONS) if blob else None
+
+
+def _blob(vectors: np.ndarray | None) -> bytes | None:
+    return None if vectors is None else np.asarray(vectors, np.float32).tobytes()
 
 
 class SQLiteMemoryStore:
@@ -113,8 +181,18 @@ class SQLiteMemoryStore:
         self._indexes: dict[str, _Index] = {}
 
     async def open(self) -> None:
-        """Open (and create if needed) the database."""
+        """Open (and create, or bring up to date) the database."""
         await self._database.open()
+        await self._database.run(self._migrate)
+
+    def _migrate(self) -> None:
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(memories)")}
+        for name, kind in _COLUMNS.items():
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE memories ADD COLUMN {name} {kind}")
+        self._conn.execute(
+            "CREATE INDEX IF NOT EXISTS memories_by_key ON memories(scope, fact_key, status)"
+        )
 
     async def close(self) -> None:
         """Close the database and drop the indexes."""
@@ -128,83 +206,104 @@ class SQLiteMemoryStore:
     def _index(self, scope: str) -> _Index:
         index = self._indexes.get(scope)
         if index is None:
+            ids: list[int] = []
+            blocks: list[np.ndarray] = []
+            primary: list[bool] = []
             rows = self._conn.execute(
-                "SELECT id, embedding FROM memories WHERE scope = ? ORDER BY id", (scope,)
-            ).fetchall()
-            ids = np.array([r[0] for r in rows], np.int64)
-            vectors = (
-                np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, DIMENSIONS)
-                if rows
-                else np.zeros((0, DIMENSIONS), np.float32)
+                "SELECT id, embedding, question_embeddings FROM memories "
+                "WHERE scope = ? AND status = 'current' ORDER BY id",
+                (scope,),
             )
-            index = self._indexes[scope] = _Index(ids, vectors.copy())
+            for memory_id, sentence, questions in rows:
+                block = np.frombuffer(sentence + (questions or b""), np.float32)
+                count = block.size // DIMENSIONS
+                ids += [memory_id] * count
+                primary += [True] + [False] * (count - 1)
+                blocks.append(block)
+            vectors = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+            index = self._indexes[scope] = _Index(
+                np.array(ids, np.int64), vectors.reshape(-1, DIMENSIONS).copy(), np.array(primary)
+            )
         return index
 
     def _row(self, memory_id: int) -> Memory:
-        row = self._conn.execute(
-            "SELECT id, scope, kind, text, importance, mentions, updated_at FROM memories "
-            "WHERE id = ?",
-            (memory_id,),
-        ).fetchone()
-        return Memory(*row)
+        row = self._conn.execute(f"SELECT {_FIELDS} FROM memories WHERE id = ?", (memory_id,))
+        return Memory(*row.fetchone())
 
     async def remember(
-        self,
-        scope: str,
-        kind: str,
-        text: str,
-        embedding: np.ndarray,
-        merge_above: float = 0.9,
-        learning_rate: float = 0.1,
-    ) -> tuple[Memory, bool]:
-        """Store ``text``; a near-duplicate (cosine ≥ ``merge_above``) is merged instead.
+        self, scope: str, new: NewMemory, merge_above: float = 0.9, learning_rate: float = 0.1
+    ) -> tuple[Memory, str]:
+        """Store ``new``: "new", "merged" or "updated".
 
-        Merging keeps the newer wording, counts the mention, and moves importance
-        towards 1 by ``learning_rate``.
+        A fact with the key of a current one either repeats it (merged: the
+        mention is counted and importance moves towards 1 by ``learning_rate``)
+        or supersedes it ("updated": the old one is kept as history, no longer
+        found). Without a key, a near-duplicate (cosine ≥ ``merge_above``) is
+        merged, keeping the newer wording.
         """
-        vector = np.asarray(embedding, np.float32).reshape(DIMENSIONS)
-        return await self._database.run(
-            self._remember, scope, kind, text, vector, merge_above, learning_rate
-        )
+        return await self._database.run(self._remember, scope, new, merge_above, learning_rate)
 
     def _remember(
-        self,
-        scope: str,
-        kind: str,
-        text: str,
-        vector: np.ndarray,
-        merge_above: float,
-        learning_rate: float,
-    ) -> tuple[Memory, bool]:
+        self, scope: str, new: NewMemory, merge_above: float, learning_rate: float
+    ) -> tuple[Memory, str]:
         index = self._index(scope)
-        now = time.time()
-        db = self._conn
-        if len(index.ids):
-            cosines = index.vectors @ vector
+        vector = np.asarray(new.embedding, np.float32).reshape(DIMENSIONS)
+        same: int | None = None
+        if new.key is not None:
+            row = self._conn.execute(
+                "SELECT id, text FROM memories WHERE scope = ? AND fact_key = ? "
+                "AND status = 'current'",
+                (scope, new.key),
+            ).fetchone()
+            if row is not None and row[1].lower() != new.text.lower():
+                self._supersede(index, int(row[0]))
+                return self._insert(index, scope, new, vector), "updated"
+            same = None if row is None else int(row[0])
+        if same is None and index.primary.any():
+            cosines = np.where(index.primary, index.vectors @ vector, -1.0)
             best = int(np.argmax(cosines))
-            if cosines[best] >= merge_above:
-                memory_id = int(index.ids[best])
-                with db:
-                    db.execute("BEGIN")
-                    db.execute(
-                        "UPDATE memories SET text = ?, kind = ?, embedding = ?, mentions = "
-                        "mentions + 1, importance = importance + ? * (1 - importance), "
-                        "updated_at = ? WHERE id = ?",
-                        (text, kind, vector.tobytes(), learning_rate, now, memory_id),
-                    )
-                index.vectors[best] = vector
-                return self._row(memory_id), True
-        with db:
-            db.execute("BEGIN")
-            cursor = db.execute(
-                "INSERT INTO memories (scope, kind, text, embedding, importance, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (scope, kind, text, vector.tobytes(), 0.5, now, now),
-            )
+            if cosines[best] >= merge_above and self._row(int(index.ids[best])).key in (
+                None,
+                new.key,
+            ):
+                same = int(index.ids[best])
+        if same is not None:
+            return self._merge(index, same, new, vector, learning_rate), "merged"
+        return self._insert(index, scope, new, vector), "new"
+
+    def _supersede(self, index: _Index, memory_id: int) -> None:
+        self._conn.execute(
+            "UPDATE memories SET status = 'superseded', superseded_at = ? WHERE id = ?",
+            (time.time(), memory_id),
+        )
+        index.drop([memory_id])
+
+    def _merge(
+        self, index: _Index, memory_id: int, new: NewMemory, vector: np.ndarray, rate: float
+    ) -> Memory:
+        self._conn.execute(
+            "UPDATE memories SET text = ?, kind = ?, embedding = ?, questions = ?, "
+            "question_embeddings = ?, fact_key = ?, subject = ?, mentions = mentions + 1, "
+            "importance = importance + ? * (1 - importance), updated_at = ? WHERE id = ?",
+            (new.text, new.kind, vector.tobytes(), new.questions, _blob(new.question_vectors),
+             new.key, new.subject, rate, time.time(), memory_id),
+        )  # fmt: skip
+        index.drop([memory_id])
+        index.add(memory_id, vector, new.question_vectors)
+        return self._row(memory_id)
+
+    def _insert(self, index: _Index, scope: str, new: NewMemory, vector: np.ndarray) -> Memory:
+        now = time.time()
+        cursor = self._conn.execute(
+            "INSERT INTO memories (scope, kind, text, embedding, importance, created_at, "
+            "updated_at, fact_key, subject, questions, question_embeddings) "
+            "VALUES (?, ?, ?, ?, 0.5, ?, ?, ?, ?, ?, ?)",
+            (scope, new.kind, new.text, vector.tobytes(), now, now, new.key, new.subject,
+             new.questions, _blob(new.question_vectors)),
+        )  # fmt: skip
         memory_id = int(cursor.lastrowid or 0)
-        index.ids = np.append(index.ids, memory_id)
-        index.vectors = np.vstack([index.vectors, vector[None, :]])
-        return self._row(memory_id), False
+        index.add(memory_id, vector, new.question_vectors)
+        return self._row(memory_id)
 
     async def add_many(self, scope: str, kind: str, texts: list[str], vectors: np.ndarray) -> None:
         """Bulk insert without duplicate checks (imports and benchmarks)."""
@@ -226,7 +325,7 @@ class SQLiteMemoryStore:
         self._indexes.pop(scope, None)
 
     async def search(self, scope: str, query: np.ndarray, limit: int) -> list[Found]:
-        """The ``limit`` most similar memories of ``scope``, most similar first."""
+        """The ``limit`` current memories most similar to ``query``, most similar first."""
         vector = np.asarray(query, np.float32).reshape(DIMENSIONS)
         return await self._database.run(self._search, scope, vector, limit)
 
@@ -235,10 +334,50 @@ class SQLiteMemoryStore:
         if not len(index.ids) or limit <= 0:
             return []
         cosines = index.vectors @ vector
-        top = min(limit, len(cosines))
-        best = np.argpartition(-cosines, top - 1)[:top]
-        best = best[np.argsort(-cosines[best])]
-        return [Found(self._row(int(index.ids[i])), float(cosines[i])) for i in best]
+        rows = min(len(cosines), limit * 8)  # enough rows for ``limit`` memories
+        top = np.argpartition(-cosines, rows - 1)[:rows]
+        best: dict[int, float] = {}
+        for row in top[np.argsort(-cosines[top])]:  # a memory counts once, at its best row
+            best.setdefault(int(index.ids[row]), float(cosines[row]))
+            if len(best) == limit:
+                break
+        return [Found(self._row(i), cosine) for i, cosine in best.items()]
+
+    async def forget(self, scope: str, ids: list[int]) -> int:
+        """Delete the memories ``ids`` of ``scope`` and the history of their facts."""
+
+        def forget() -> int:
+            marks = ",".join("?" * len(ids))
+            keys = [
+                r[0]
+                for r in self._conn.execute(
+                    f"SELECT fact_key FROM memories WHERE id IN ({marks}) AND fact_key IS NOT NULL",
+                    ids,
+                )
+            ]
+            key_marks = ",".join("?" * len(keys)) or "NULL"
+            cursor = self._conn.execute(
+                f"DELETE FROM memories WHERE scope = ? AND (id IN ({marks}) "
+                f"OR fact_key IN ({key_marks}))",
+                [scope, *ids, *keys],
+            )
+            self._indexes.pop(scope, None)
+            return int(cursor.rowcount)
+
+        return await self._database.run(forget) if ids else 0
+
+    async def history(self, scope: str) -> list[Memory]:
+        """The superseded memories of ``scope``, oldest first."""
+
+        def history() -> list[Memory]:
+            rows = self._conn.execute(
+                f"SELECT {_FIELDS} FROM memories WHERE scope = ? AND status = 'superseded' "
+                "ORDER BY superseded_at, id",
+                (scope,),
+            )
+            return [Memory(*r) for r in rows]
+
+        return await self._database.run(history)
 
     async def reinforce(self, ids: list[int], learning_rate: float) -> None:
         """Move the importance of used memories towards 1 by ``learning_rate``."""
@@ -253,15 +392,12 @@ class SQLiteMemoryStore:
             await self._database.run(update)
 
     async def count(self, scope: str | None = None) -> int:
-        """How many memories (in ``scope``, or in all)."""
+        """How many current memories (in ``scope``, or in all)."""
 
         def count() -> int:
+            sql = "SELECT COUNT(*) FROM memories WHERE status = 'current'"
             if scope is None:
-                row = self._conn.execute("SELECT COUNT(*) FROM memories").fetchone()
-            else:
-                row = self._conn.execute(
-                    "SELECT COUNT(*) FROM memories WHERE scope = ?", (scope,)
-                ).fetchone()
-            return int(row[0])
+                return int(self._conn.execute(sql).fetchone()[0])
+            return int(self._conn.execute(sql + " AND scope = ?", (scope,)).fetchone()[0])
 
         return await self._database.run(count)

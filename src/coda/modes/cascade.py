@@ -1,13 +1,15 @@
 """The cascade responder: the LLM, then speech synthesis (recognition runs before it).
 
 The LLM streams; each sentence is handed to synthesis as soon as it is
-complete, so the first audio is ready long before the model has finished.
+complete, so the first audio is ready long before the model has finished. A
+reply already known (an answer from memory) is spoken the same way, without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -76,6 +78,7 @@ class CascadeResponder:
             self._max_history,
             request.extra_context,
             request.style,
+            request.summary,
         )
         generation = GenerationRequest(
             messages,
@@ -92,7 +95,9 @@ class CascadeResponder:
         reply: list[str] = []
         spoken: list[str] = []
         llm_task = asyncio.create_task(
-            self._generate(generation, stats, clock, events, sentences, request.max_sentences)
+            self._generate(
+                generation, stats, clock, events, sentences, request.max_sentences, request.reply
+            )
         )
         tts_task = asyncio.create_task(self._speak(request, clock, events, sentences, spoken))
         try:
@@ -124,6 +129,18 @@ class CascadeResponder:
             reply = [" ".join(spoken)]
         yield TurnFinished("".join(reply).strip(), stats.finish_reason, dict(clock.marks), details)
 
+    async def _deltas(
+        self, request: GenerationRequest, stats: GenerationStats, known: str | None
+    ) -> AsyncIterator[str]:
+        """The LLM's reply, or the one already known (from memory), as text deltas."""
+        if known is None:
+            async for delta in self.llm.stream(request, stats):
+                yield delta
+            return
+        stats.finish_reason = "memory"
+        for word in re.findall(r"\S+\s*", known):
+            yield word
+
     async def _generate(
         self,
         request: GenerationRequest,
@@ -132,6 +149,7 @@ class CascadeResponder:
         events: asyncio.Queue[object],
         sentences: asyncio.Queue[object],
         max_sentences: int | None,
+        known: str | None,
     ) -> None:
         ended = 0
         splitter = SentenceSplitter(
@@ -141,7 +159,7 @@ class CascadeResponder:
         )
         started = clock.since()
         try:
-            async for delta in self.llm.stream(request, stats):
+            async for delta in self._deltas(request, stats, known):
                 if "llm_first_token" not in clock.marks:
                     clock.marks["llm_first_token"] = clock.stop(started)
                     clock.mark("llm_first_token_at")

@@ -14,6 +14,7 @@ def build_messages(
     max_turns: int,
     extra_context: str | None = None,
     style: str | None = None,
+    summary: str | None = None,
 ) -> list[LLMMessage]:
     """The system prompt and ``style``, the latest ``max_turns`` turns, then the user's turn.
 
@@ -26,6 +27,8 @@ def build_messages(
     """
     opening = f"{system_prompt}\n{style}" if style else system_prompt
     messages = [LLMMessage("system", opening)]
+    if summary:  # the turns no longer in the history; it changes once per summarized chunk
+        messages.append(LLMMessage("system", f"Earlier in this conversation: {summary}"))
     for turn in list(history)[-max_turns:] if max_turns > 0 else []:
         if turn.context:
             messages.append(LLMMessage("system", turn.context))

@@ -22,6 +22,8 @@ class TurnRequest:
         text: The user's words.
         history: Earlier turns of the conversation, oldest first.
         extra_context: Text for the LLM before the user's words (memories, tools).
+        reply: The reply already known (from memory): spoken without the LLM.
+        summary: What the conversation's turns older than ``history`` said.
         style: Standing instructions for the speaker (the personality), which
             open the system prompt.
         audio: The user's cleaned speech, for responders that listen (Moshi).
@@ -36,6 +38,8 @@ class TurnRequest:
     text: str
     history: Sequence[ConversationTurn]
     extra_context: str | None = None
+    reply: str | None = None
+    summary: str | None = None
     style: str | None = None
     audio: np.ndarray | None = None
     audio_rate: int = 16000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,14 @@ from typing import Any
 from coda.assets.embedded import Progress, qwen_gguf
 from coda.core.config import LLMConfig, STTConfig, TTSConfig
 from coda.core.errors import ConfigurationError
-from coda.providers.base import LanguageModel, SpeechToText, TextToSpeech
+from coda.providers.base import (
+    GenerationRequest,
+    GenerationStats,
+    LanguageModel,
+    SpeechToText,
+    TextToSpeech,
+)
+from coda.providers.llm.llamacpp import LlamaCppLLM
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +101,54 @@ async def resolve_llm(
         path = embedded_model_path(config, model_dir, progress)
         return LLMChoice(cls(config, path, reuse_prefix=reuse_prefix), reason)
     return LLMChoice(cls(config), reason)
+
+
+def background_llm(llm: LanguageModel, config: LLMConfig | None, model_dir: Path) -> LanguageModel:
+    """The model for background work: configured, or the voice model's twin.
+
+    The embedded model gets a second instance (loaded on first use), so
+    background work never replaces the conversation's prompt in the voice
+    model's cache; a remote server keeps its own caches, so it is shared.
+    """
+    if config is not None:
+        return LazyLLM(config, model_dir)
+    return llm.twin() if isinstance(llm, LlamaCppLLM) else llm
+
+
+class LazyLLM:
+    """A configured language model, resolved and loaded on first use (background work).
+
+    Args:
+        config: Which model.
+        model_dir: Where embedded models are assembled.
+    """
+
+    name = "lazy"
+
+    def __init__(self, config: LLMConfig, model_dir: Path) -> None:
+        self._config = config
+        self._model_dir = model_dir
+        self._llm: LanguageModel | None = None
+        self.model = config.model or config.provider
+
+    async def load(self) -> None:
+        """Resolve and load the model (once)."""
+        if self._llm is None:
+            self._llm = (await resolve_llm(self._config, self._model_dir)).provider
+            await self._llm.load()
+            self.name, self.model = self._llm.name, self._llm.model
+
+    async def stream(
+        self, request: GenerationRequest, stats: GenerationStats
+    ) -> AsyncIterator[str]:
+        """The model's text deltas (loading it first if needed)."""
+        await self.load()
+        assert self._llm is not None
+        async for delta in self._llm.stream(request, stats):
+            yield delta
+
+    async def close(self) -> None:
+        """Free the model."""
+        if self._llm is not None:
+            await self._llm.close()
+            self._llm = None

@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from coda.core.config import VoiceConfig
+from coda.core.config import LLMConfig, VoiceConfig
 from coda.core.errors import ConversationError
 from coda.core.ids import check_conversation_id
 from coda.core.models import ConversationState, ConversationTurn
 from coda.store.sqlite import ConversationStore
+
+HEADROOM_TOKENS = 600
+"""Context kept free of history for the system prompt, memories and the user's words."""
+
+
+def _chars(turns: list[ConversationTurn]) -> int:
+    return sum(len(t.user_text) + len(t.assistant_text) + len(t.context or "") for t in turns)
 
 
 class Conversations:
@@ -23,6 +30,9 @@ class Conversations:
 
     def __init__(self, config: VoiceConfig) -> None:
         self.config = config
+        llm = config.llm or LLMConfig()
+        # What the history may take of the LLM's context, at ~3 characters a token.
+        self._max_chars = max(1000, (llm.context_tokens - llm.max_tokens - HEADROOM_TOKENS) * 3)
         self.store = ConversationStore(config.resolved_store_path())
         self._active: dict[str, ConversationState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -112,10 +122,25 @@ class Conversations:
 
     async def commit(
         self, state: ConversationState, turn: ConversationTurn, metadata: dict[str, Any]
-    ) -> None:
-        """Append a finished turn (bounded in memory, whole in the store)."""
+    ) -> list[ConversationTurn]:
+        """Append a finished turn (bounded in memory, whole in the store).
+
+        Returns:
+            The oldest turns, once the history outgrows its budget (``max_conversation_
+            length`` turns, or what fits the LLM's context): down to three quarters
+            of it, so they are summarized in chunks and the LLM's cached prompt
+            changes only now and then.
+        """
         state.turns.append(turn)
-        del state.turns[: -self.config.max_conversation_length]
+        dropped: list[ConversationTurn] = []
+        if len(state.turns) > self._max_turns or _chars(state.turns) > self._max_chars:
+            keep = len(state.turns)
+            while keep > 1 and (
+                keep > self._max_turns * 3 // 4
+                or _chars(state.turns[-keep:]) > self._max_chars * 3 // 4
+            ):
+                keep -= 1
+            dropped, state.turns[:] = state.turns[:-keep], state.turns[-keep:]
         state.current_mode = turn.mode
         state.last_activity = turn.timestamp
         count = int(state.metrics.get("turns", 0)) + 1
@@ -125,6 +150,11 @@ class Conversations:
             mean = float(state.metrics.get("mean_processing_ms", 0.0))
             state.metrics["mean_processing_ms"] = mean + (latency - mean) / count
         await self.store.add_turn(state, turn, metadata)
+        return dropped
+
+    @property
+    def _max_turns(self) -> int:
+        return self.config.max_conversation_length
 
     def _make_room(self) -> None:
         if len(self._active) < self.config.max_concurrent_conversations:

@@ -53,8 +53,17 @@ class ConversationStore:
         )
 
     async def open(self) -> None:
-        """Open (and create if needed) the database."""
+        """Open (and create, or bring up to date) the database."""
         await self._database.open()
+
+        def migrate() -> None:
+            columns = {r[1] for r in self._conn.execute("PRAGMA table_info(conversations)")}
+            if "summary" not in columns:  # a store from before summaries
+                self._conn.execute(
+                    "ALTER TABLE conversations ADD COLUMN summary TEXT NOT NULL DEFAULT ''"
+                )
+
+        await self._database.run(migrate)
 
     async def close(self) -> None:
         """Close the database."""
@@ -92,13 +101,13 @@ class ConversationStore:
 
     def _load(self, conversation_id: str, max_turns: int) -> ConversationState | None:
         row = self._conn.execute(
-            "SELECT started_at, last_activity, ended_at, current_mode, metrics "
+            "SELECT started_at, last_activity, ended_at, current_mode, metrics, summary "
             "FROM conversations WHERE id = ?",
             (conversation_id,),
         ).fetchone()
         if row is None:
             return None
-        started_at, last_activity, ended_at, mode, metrics = row
+        started_at, last_activity, ended_at, mode, metrics, summary = row
         rows = self._conn.execute(
             "SELECT user_text, assistant_text, mode, timestamp, message_id FROM turns "
             "WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?",
@@ -117,6 +126,7 @@ class ConversationStore:
             last_activity=last_activity,
             ended_at=ended_at,
             metrics=json.loads(metrics),
+            summary=summary,
         )
 
     async def add_turn(
@@ -153,6 +163,16 @@ class ConversationStore:
                 )
 
         await self._database.run(write)
+
+    async def set_summary(self, conversation_id: str, summary: str) -> None:
+        """Keep the summary of the conversation's older turns."""
+
+        def update() -> None:
+            self._conn.execute(
+                "UPDATE conversations SET summary = ? WHERE id = ?", (summary, conversation_id)
+            )
+
+        await self._database.run(update)
 
     async def end(self, conversation_id: str) -> None:
         """Mark the conversation ended."""

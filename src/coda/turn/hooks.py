@@ -26,6 +26,8 @@ class ReplyPlan:
 
     Attributes:
         context: Text for the LLM before the user's words (this turn's).
+        reply: The reply itself, when a hook knows it (an answer from memory):
+            it is spoken instead of asking the LLM.
         style: Standing instructions for the speaker (opens the system prompt, so
             the LLM's cached prefix survives from turn to turn).
         max_tokens: A token cap for the reply (None: unchanged).
@@ -37,6 +39,7 @@ class ReplyPlan:
     """
 
     context: str | None = None
+    reply: str | None = None
     style: str | None = None
     max_tokens: int | None = None
     max_sentences: int | None = None
@@ -56,6 +59,7 @@ class ReplyPlan:
         return replace(
             self,
             context="\n\n".join(contexts) or None,
+            reply=self.reply or other.reply,
             style="\n".join(styles) or None,
             max_tokens=tighter(self.max_tokens, other.max_tokens),
             max_sentences=tighter(self.max_sentences, other.max_sentences),

@@ -7,7 +7,8 @@
 5. finish (``outcome``): the outcome and its quality scores;
 6. ``before_commit`` hooks: the personality shapes what is said;
 7. commit: the turn is stored;
-8. ``after_commit`` hooks, in the background (``background``): learning and sync.
+8. ``after_commit`` hooks, in the background (``background``): learning and sync;
+   and turns that outgrew the history are summarized (``summary``).
 
 Nothing is stored unless the turn finishes. Every failure is one of the spec's
 errors: anything else is wrapped in ``VoiceProcessingError``.
@@ -26,7 +27,7 @@ import numpy as np
 from coda.core.config import VoiceConfig
 from coda.core.enums import VoiceProcessingMode
 from coda.core.errors import VoiceProcessingError
-from coda.core.models import ConversationTurn, VoiceMessage
+from coda.core.models import ConversationState, ConversationTurn, VoiceMessage
 from coda.deadline import with_deadline
 from coda.modes.clock import TurnClock
 from coda.modes.responder import TurnRequest
@@ -41,8 +42,10 @@ from coda.turn.intake import Intake
 from coda.turn.outcome import build_outcome
 from coda.turn.recognition import Recognizer
 from coda.turn.respond import Answer, Responders
+from coda.turn.summary import Summarizer
 
 log = logging.getLogger(__name__)
+HYBRID, ADAPTIVE = VoiceProcessingMode.HYBRID, VoiceProcessingMode.ADAPTIVE
 
 DRAIN_SECONDS = 10.0
 """At shutdown, queued learning gets this long to finish before it is dropped."""
@@ -63,6 +66,7 @@ class TurnPipeline:
         responders: Responders,
         hooks: Sequence[TurnHooks],
         engine_info: EngineInfo,
+        summarizer: Summarizer | None = None,
     ) -> None:
         self.config = config
         self.conversations = conversations
@@ -71,6 +75,7 @@ class TurnPipeline:
         self.responders = responders
         self.hooks = list(hooks)
         self.engine_info = engine_info
+        self.summarizer = summarizer
         self.background = BackgroundQueue(config.background_queue_size)
         self.stats = TurnStats(config.enable_analytics)
 
@@ -168,7 +173,9 @@ class TurnPipeline:
         turn.reply_context = plan.context
         for event in plan.events:
             yield event
-        # 4. responders and selection
+        # 4. responders and selection (a reply known from memory needs no race)
+        if plan.reply is not None and requested in (HYBRID, ADAPTIVE):
+            requested = VoiceProcessingMode.LLM_ENHANCED
         answer = Answer(
             self.responders.decide(requested, turn.conversation_id, turn.words, audio is not None),
             transcript,
@@ -226,6 +233,8 @@ class TurnPipeline:
             turn.words,
             tuple(turn.state.turns),
             plan.context,
+            plan.reply,
+            turn.state.summary or None,
             plan.style,
             audio=audio,
             audio_rate=self.recognizer.sample_rate,
@@ -247,9 +256,11 @@ class TurnPipeline:
             message_id=turn.message_id,
             context=turn.reply_context,
         )
-        await self.conversations.commit(
+        dropped = await self.conversations.commit(
             state, stored, {"timings_ms": outcome.metadata.get("timings_ms", {})}
         )
+        if dropped and self.summarizer is not None:
+            self.background.submit(turn.speaker, "summary", _summary(self, state, dropped))
         self.stats.record(outcome)
         timings = outcome.metadata.get("timings_ms", {})
         self.responders.policy.record_success(
@@ -276,6 +287,17 @@ class TurnPipeline:
             async with asyncio.timeout(DRAIN_SECONDS):
                 await self.background.drain()
         await self.background.close()
+
+
+def _summary(
+    pipeline: TurnPipeline, state: ConversationState, dropped: list[ConversationTurn]
+) -> Callable[[], Any]:
+    async def fold() -> None:
+        assert pipeline.summarizer is not None
+        state.summary = await pipeline.summarizer.summarize(state.summary, dropped)
+        await pipeline.conversations.store.set_summary(state.conversation_id, state.summary)
+
+    return fold
 
 
 def _after(hook: TurnHooks, outcome: TurnOutcome) -> Callable[[], Any]:

@@ -26,7 +26,7 @@ from coda.modes.assembly import ResponderSet, build_responders
 from coda.modes.clock import TurnClock
 from coda.modes.responder import Responder, TurnRequest
 from coda.providers.base import LanguageModel, SpeechToText, TextToSpeech
-from coda.providers.registry import create_stt, create_tts, resolve_llm
+from coda.providers.registry import background_llm, create_stt, create_tts, resolve_llm
 from coda.providers.tts.cache import CachedTTS
 from coda.store.conversations import Conversations
 from coda.turn.context import TurnContext, TurnOptions
@@ -36,6 +36,7 @@ from coda.turn.outcome import to_response
 from coda.turn.pipeline import TurnPipeline
 from coda.turn.recognition import Recognizer
 from coda.turn.respond import Responders
+from coda.turn.summary import Summarizer
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class VoiceEngine:
         self.stt: SpeechToText | None = None
         self.tts: TextToSpeech | None = None
         self.llm: LanguageModel | None = None
+        self.background_llm: LanguageModel | None = None
         self.llm_reason = ""
         self.built = ResponderSet()
         self.integrations = Integrations()
@@ -110,7 +112,12 @@ class VoiceEngine:
             self.stt = create_stt(stt_config, self.config.resolved_model_dir())
             tts = create_tts(self.config.tts)
             self.tts = CachedTTS(tts) if self.config.enable_caching else tts
-            self.integrations = build_integrations(self.config, self.llm, self.tts, self._answer)
+            self.background_llm = background_llm(
+                self.llm, self.config.background_llm, self.config.resolved_model_dir()
+            )
+            self.integrations = build_integrations(
+                self.config, self.llm, self.tts, self._answer, self.background_llm
+            )
             hooks = self.integrations.hooks()
             loads = [self.stt.load(), self.tts.load(), self.llm.load(), self.intake.open()]
             loads += [hook.open() for hook in hooks]
@@ -133,6 +140,7 @@ class VoiceEngine:
                 responders,
                 hooks,
                 self._engine_info,
+                Summarizer(self.background_llm) if self.config.summarize_history else None,
             )
             if optimize:
                 report("warm up", 0, 1)
@@ -158,7 +166,7 @@ class VoiceEngine:
         await self.stt.transcribe(audio)
         stranger = TurnContext("warm-up", "warm-up", words=_WARMUP_TEXT)
         plan = await self.pipeline.before_reply(stranger)
-        request = TurnRequest(_WARMUP_TEXT, (), plan.context, plan.style)
+        request = TurnRequest(_WARMUP_TEXT, (), plan.context, style=plan.style)
         async for _ in self.responders[VoiceProcessingMode.LLM_ENHANCED].respond(
             request, TurnClock()
         ):
@@ -193,11 +201,13 @@ class VoiceEngine:
                 await hook.close()
         self.integrations = Integrations()
         built, self.built = self.built, ResponderSet()
-        for provider in (self.stt, self.tts, self.llm, built.secondary_llm, built.s2s):
+        background = self.background_llm if self.background_llm is not self.llm else None
+        providers = (self.stt, self.tts, self.llm, background, built.secondary_llm, built.s2s)
+        for provider in providers:
             if provider is not None:
                 with contextlib.suppress(Exception):
                     await provider.close()
-        self.stt = self.tts = self.llm = None
+        self.stt = self.tts = self.llm = self.background_llm = None
         self.vram.release_all()
         await self.conversations.close()
         self.intake.close()

@@ -31,6 +31,10 @@ class LlamaCppLLM:
         self._worker = WorkerThread(self.name)
         self.model = model_path.name
 
+    def twin(self) -> LlamaCppLLM:
+        """Another instance of the same model, with its own cache (for background work)."""
+        return LlamaCppLLM(self._config, self._path, reuse_prefix=self._reuse_prefix)
+
     async def load(self) -> None:
         """Load the GGUF on the worker thread."""
         if self._llm is None:

@@ -1,0 +1,1 @@
+"""``coda eval``: scripted conversations that measure what Coda remembers and says."""
