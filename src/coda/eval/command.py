@@ -19,9 +19,14 @@ SHOWN_FAILURES = 40
 
 def _variant(base: VoiceConfig, llm: str | None, stt: str | None, folder: str) -> VoiceConfig:
     config = replace(base, store_path=str(Path(folder) / "eval.sqlite3"))
+    llm_config = config.llm or LLMConfig(provider="auto")  # None means "auto" too
     if llm not in (None, "embedded"):
-        llm_config = replace(config.llm or LLMConfig(), provider="llamacpp", model=llm)
-        config = replace(config, llm=llm_config)
+        llm_config = replace(llm_config, provider="llamacpp", model=llm)
+    # A fixed sampling seed and a deterministic voice, so runs compare like with like.
+    config = replace(config, tts=replace(config.tts, noise_scale=0.0, noise_w_scale=0.0))
+    config = replace(
+        config, llm=replace(llm_config, seed=0 if llm_config.seed is None else llm_config.seed)
+    )
     if stt is not None:
         model, _, beam = stt.partition(":beam")
         stt_config = replace(config.stt, model=model)

@@ -59,6 +59,16 @@ class EvalReport:
         times = [t.milliseconds for r in self.results for t in r.turns]
         return statistics.median(times) if times else 0.0
 
+    def llm_first_audio_ms(self) -> float:
+        """The median time to the first reply audio of the turns the LLM answered."""
+        times = [
+            t.first_audio_ms
+            for r in self.results
+            for t in r.turns
+            if not t.answered_from_memory and t.first_audio_ms is not None
+        ]
+        return statistics.median(times) if times else 0.0
+
     def failures(self) -> list[str]:
         """One line per failed checked turn, with what was heard before it."""
         lines = []
@@ -111,6 +121,7 @@ def format_report(reports: Sequence[EvalReport]) -> str:
         ("unrelated memories", lambda r: _pct(r.unrelated_rate)),
         ("answered from memory", lambda r: _pct(r.from_memory_rate)),
         ("median turn ms", lambda r: f"{r.median_ms():.0f}"),
+        ("LLM turns: first audio ms", lambda r: f"{r.llm_first_audio_ms():.0f}"),
     ]
     lines.append("")
     for name, cell in rows:

@@ -157,13 +157,13 @@ async def run_eval(
         if case.category.startswith("recall/"):
             pairs.setdefault(case.category, []).append(case)
     for group in pairs.values():
-        results.extend(await run_pairs(manager, group))
+        for result in await run_pairs(manager, group):
+            results.append(result)
+            if progress is not None:
+                progress(result)
     for case in cases:
         if not case.category.startswith("recall/"):
             results.append(await run_case(manager, case))
             if progress is not None:
                 progress(results[-1])
-    if progress is not None:
-        for result in results[: sum(map(len, pairs.values()))]:
-            progress(result)
     return results

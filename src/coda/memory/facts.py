@@ -44,6 +44,7 @@ def is_person(subject: str) -> bool:
         return True
     if any(w.endswith("'s") for w in words):  # "my son's teacher": whose it is decides nothing
         words = words[-1:]
+    words = [w.removesuffix("'s") for w in words]
     return any(w in _PEOPLE or w[:-1] in _PEOPLE for w in words)
 
 

@@ -1,14 +1,16 @@
-"""What the user said about themselves, as Coda should say it back: "my" → "your".
+"""What the user said about themselves, told back to them or told about them.
 
-Memories keep the user's own words ("My sister lives in Lisbon."), which a later
-question in the user's words finds best. Put into the prompt that way, a small
-model repeats them verbatim and answers in the wrong person; in the second
-person ("Your sister lives in Lisbon.") it repeats the right thing.
+Memories keep the user's first person ("My sister lives in Lisbon."), which a
+later question in the user's words finds best. An answer from memory turns it
+towards the user (``second_person``: "Your sister lives in Lisbon."); the LLM's
+context states it about the user (``third_person``: "The user's sister lives in
+Lisbon."), so a small model does not repeat "my sister" back as its own.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 _SWAPS = {
     "i": "you",
@@ -41,24 +43,31 @@ def _cased(word: str, like: str, sentence_start: bool) -> str:
     return word[:1].upper() + word[1:] if upper else word
 
 
-def second_person(text: str) -> str:
-    """``text`` with the speaker's first person turned into "you"/"your"."""
-    text = _CALL_ME.sub("You like to be called", text.strip())
+def _rewrite(text: str, swap: Callable[[str, str, bool], str]) -> str:
+    """Each word of ``text`` as ``swap(word, previous word in lower case, starts a sentence)``."""
     out: list[str] = []
     position = 0
-    after_i = False
+    previous = ""
     for match in _WORD.finditer(text):
         word = match.group(0)
-        lowered = word.lower()
-        swapped = _SWAPS.get(lowered) or (_VERBS.get(lowered) if after_i else None)
         before = text[: match.start()].rstrip()
-        starts = not before or before.endswith((".", "!", "?"))
         out.append(text[position : match.start()])
-        out.append(_cased(swapped, word, starts) if swapped else word)
+        out.append(swap(word, previous, not before or before.endswith((".", "!", "?"))))
         position = match.end()
-        after_i = lowered == "i"
+        previous = word.lower()
     out.append(text[position:])
     return "".join(out)
+
+
+def _towards(word: str, previous: str, starts: bool) -> str:
+    lowered = word.lower()
+    swapped = _SWAPS.get(lowered) or (_VERBS.get(lowered) if previous == "i" else None)
+    return _cased(swapped, word, starts) if swapped else word
+
+
+def second_person(text: str) -> str:
+    """``text`` with the speaker's first person turned into "you"/"your"."""
+    return _rewrite(_CALL_ME.sub("You like to be called", text.strip()), _towards)
 
 
 _THIRD = {
@@ -88,25 +97,13 @@ def _third_verb(word: str) -> str:
     return word + ("es" if lowered.endswith(("s", "sh", "ch", "o", "x")) else "s")
 
 
+def _about(word: str, previous: str, starts: bool) -> str:
+    swapped = _THIRD.get(word.lower())
+    if swapped is not None:
+        return swapped[:1].upper() + swapped[1:] if starts else swapped
+    return _third_verb(word) if previous in ("i", "we") else word
+
+
 def third_person(text: str) -> str:
     """``text`` about the user: "I live in Paris." → "The user lives in Paris."."""
-    text = text.strip().replace("I'm ", "I am ").replace("We're ", "We are ")
-    out: list[str] = []
-    position = 0
-    after_subject = False
-    for match in _WORD.finditer(text):
-        word = match.group(0)
-        lowered = word.lower()
-        out.append(text[position : match.start()])
-        if lowered in _THIRD:
-            swapped = _THIRD[lowered]
-            before = text[: match.start()].rstrip()
-            starts = not before or before.endswith((".", "!", "?"))
-            out.append(swapped[:1].upper() + swapped[1:] if starts else swapped)
-            after_subject = lowered in ("i", "we")
-        else:
-            out.append(_third_verb(word) if after_subject else word)
-            after_subject = False
-        position = match.end()
-    out.append(text[position:])
-    return "".join(out)
+    return _rewrite(text.strip().replace("I'm ", "I am ").replace("We're ", "We are "), _about)

@@ -27,11 +27,13 @@ _OWNED = re.compile(
 )
 _ADVICE = re.compile(
     r"\b(?:should|recommend|suggest|help|give|make|write|plan|ideas?|"
-    r"tell me (?:a|an|some)|buy|cook|visit|gift|present|weather|time is it|how (?:do|can) i)\b",
+    r"tell me (?:a|an|some)|buy|cook|visit|gift|present|weather|time is it|"
+    r"how (?:do|can) i(?! usually))\b",
     re.IGNORECASE,
 )
 _ABOUT_ME = re.compile(
     r"\b(?:(?:remember|know|recall)\b.*\b(?:my|our|me|i|we)\b|who am i|how old am i|"
+    r"\b(?:i|we)\s+usually\b|\b(?:where|when|what|who|which)\s+did\s+(?:i|we)\b|"
     r"(?:where|what|which|who|how|do|did|am|are)\b.*\b(?:i|we)\s+(?:live|work|study|come from|"
     r"eat|drink|like|love|hate|enjoy|prefer|have|own|play|speak|drive|grow up|do for (?:a )?"
     r"(?:living|work)|allergic|from|called|born|vegetarian|vegan|married|support|read|watch|"

@@ -25,6 +25,7 @@ COSINE_FLOOR = 0.1
 COSINE_SPAN = 0.6
 COSINE_WEIGHT = 0.6
 _OWNED = re.compile(r"\b(?:my|our)\s+(?:favou?rite\s+)?([a-z']+)")
+_PHRASE = re.compile(r"\b(?:my|our)\s+((?:[a-z']+\s+){0,2}[a-z']+)")
 _SELF = re.compile(r"\b(?:i|we|i'm|i've|we're|myself)\b")  # "remind me" asks of others too
 
 
@@ -50,8 +51,9 @@ def owned(text: str) -> set[str]:
 
 
 def about_whom(text: str) -> set[str]:
-    """The people and pets ``text`` speaks of, as stems ("my sister" → "sister")."""
-    return {_stem(m.group(1)) for m in _OWNED.finditer(text.lower()) if is_person(m.group(0))}
+    """The people and pets ``text`` speaks of, as stems ("my best friend" → "friend")."""
+    phrases = (m.group(1).split() for m in _PHRASE.finditer(text.lower()))
+    return {_stem(word) for words in phrases for word in words if is_person(f"my {word}")}
 
 
 def same_subject(query: str, subject: str) -> bool:
