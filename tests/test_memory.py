@@ -226,6 +226,8 @@ async def test_answers_from_memory_are_in_the_second_person(
     assert told is not None and told.used == ()
     assert told.text == "I don't know. You haven't told me about your dog yet."
     assert from_memory(dog, [], 0.8, ["My dog is called Rex."]) is None  # the LLM has the history
+    asked_before = from_memory(dog, [], 0.8, ["What is my dog called?"])  # a question tells nothing
+    assert asked_before is not None and "haven't told me" in asked_before.text
     knowledge = await memory.recall(SCOPE, "What is the capital of France?")
     assert knowledge["reply"] is None and knowledge["memories"] == []
 

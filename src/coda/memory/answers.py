@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from coda.memory.extraction import statements
 from coda.memory.perspective import second_person
 from coda.memory.questions import PersonalQuestion
 from coda.memory.relevance import content_stems
@@ -71,8 +72,9 @@ def from_memory(
         question: The user's question about their own facts.
         memories: Recalled memories (text, relevance), best first.
         answer_above: The relevance a memory needs to answer by itself.
-        earlier_words: What the user said earlier in this conversation: if it
-            speaks of what is asked, the LLM answers from the history instead.
+        earlier_words: What the user said earlier in this conversation: if a
+            statement in it speaks of what is asked, the LLM answers from the
+            history instead (an earlier question about it does not count).
     """
     if _BROAD.search(question.text):
         return _told(memories[:MAX_FACTS]) if memories else MemoryAnswer(NOTHING_YET)
@@ -85,8 +87,8 @@ def from_memory(
         # live?" when only his employer is known): not a guess, and not the LLM's.
         return None if fitting else MemoryAnswer(NOT_THAT)
     asked = content_stems(question.text)
-    for words in earlier_words:
-        lowered = words.lower()
-        if asked & content_stems(words) or any(o in lowered for o in question.owned):
+    for said in (s for words in earlier_words for s in statements(words)):  # not questions
+        lowered = said.lower()
+        if asked & content_stems(said) or any(o in lowered for o in question.owned):
             return None
     return MemoryAnswer(question.not_told())
