@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from coda.memory.embedder import DIMENSIONS
+from coda.memory.index import MemoryIndex, blob_of
 from coda.store.database import SQLiteDatabase
 
 _SCHEMA = """
@@ -134,38 +135,6 @@ class MemoryStore(Protocol):
         ...
 
 
-@dataclass
-class _Index:
-    """A scope's current memories: one row per sentence and per likely question."""
-
-    ids: np.ndarray
-    vectors: np.ndarray
-    primary: np.ndarray  # True for a memory's own sentence
-
-    def add(self, memory_id: int, sentence: np.ndarray, questions: np.ndarray | None) -> None:
-        rows = [sentence[None, :]] + ([questions] if questions is not None else [])
-        stacked = np.vstack(rows).astype(np.float32)
-        self.ids = np.append(self.ids, np.full(len(stacked), memory_id, np.int64))
-        self.vectors = np.vstack([self.vectors, stacked])
-        self.primary = np.append(self.primary, [True] + [False] * (len(stacked) - 1))
-
-    def drop(self, ids: list[int]) -> None:
-        keep = ~np.isin(self.ids, ids)
-        self.ids, self.vectors, self.primary = (
-            self.ids[keep],
-            self.vectors[keep],
-            self.primary[keep],
-        )
-
-
-def _vectors(blob: bytes | None) -> np.ndarray | None:
-    return np.frombuffer(blob, np.float32).reshape(-1, DIMENSIONS) if blob else None
-
-
-def _blob(vectors: np.ndarray | None) -> bytes | None:
-    return None if vectors is None else np.asarray(vectors, np.float32).tobytes()
-
-
 class SQLiteMemoryStore:
     """Memories in SQLite, searched by exact cosine over an in-memory matrix.
 
@@ -178,7 +147,7 @@ class SQLiteMemoryStore:
         self._database = SQLiteDatabase(
             path, _SCHEMA, "memory", lambda: RuntimeError("the memory store is closed")
         )
-        self._indexes: dict[str, _Index] = {}
+        self._indexes: dict[str, MemoryIndex] = {}
 
     async def open(self) -> None:
         """Open (and create, or bring up to date) the database."""
@@ -203,27 +172,15 @@ class SQLiteMemoryStore:
     def _conn(self) -> sqlite3.Connection:
         return self._database.connection
 
-    def _index(self, scope: str) -> _Index:
+    def _index(self, scope: str) -> MemoryIndex:
         index = self._indexes.get(scope)
         if index is None:
-            ids: list[int] = []
-            blocks: list[np.ndarray] = []
-            primary: list[bool] = []
             rows = self._conn.execute(
                 "SELECT id, embedding, question_embeddings FROM memories "
                 "WHERE scope = ? AND status = 'current' ORDER BY id",
                 (scope,),
             )
-            for memory_id, sentence, questions in rows:
-                block = np.frombuffer(sentence + (questions or b""), np.float32)
-                count = block.size // DIMENSIONS
-                ids += [memory_id] * count
-                primary += [True] + [False] * (count - 1)
-                blocks.append(block)
-            vectors = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-            index = self._indexes[scope] = _Index(
-                np.array(ids, np.int64), vectors.reshape(-1, DIMENSIONS).copy(), np.array(primary)
-            )
+            index = self._indexes[scope] = MemoryIndex.from_rows(rows)
         return index
 
     def _row(self, memory_id: int) -> Memory:
@@ -271,7 +228,7 @@ class SQLiteMemoryStore:
             return self._merge(index, same, new, vector, learning_rate), "merged"
         return self._insert(index, scope, new, vector), "new"
 
-    def _supersede(self, index: _Index, memory_id: int) -> None:
+    def _supersede(self, index: MemoryIndex, memory_id: int) -> None:
         self._conn.execute(
             "UPDATE memories SET status = 'superseded', superseded_at = ? WHERE id = ?",
             (time.time(), memory_id),
@@ -279,27 +236,27 @@ class SQLiteMemoryStore:
         index.drop([memory_id])
 
     def _merge(
-        self, index: _Index, memory_id: int, new: NewMemory, vector: np.ndarray, rate: float
+        self, index: MemoryIndex, memory_id: int, new: NewMemory, vector: np.ndarray, rate: float
     ) -> Memory:
         self._conn.execute(
             "UPDATE memories SET text = ?, kind = ?, embedding = ?, questions = ?, "
             "question_embeddings = ?, fact_key = ?, subject = ?, mentions = mentions + 1, "
             "importance = importance + ? * (1 - importance), updated_at = ? WHERE id = ?",
-            (new.text, new.kind, vector.tobytes(), new.questions, _blob(new.question_vectors),
+            (new.text, new.kind, vector.tobytes(), new.questions, blob_of(new.question_vectors),
              new.key, new.subject, rate, time.time(), memory_id),
         )  # fmt: skip
         index.drop([memory_id])
         index.add(memory_id, vector, new.question_vectors)
         return self._row(memory_id)
 
-    def _insert(self, index: _Index, scope: str, new: NewMemory, vector: np.ndarray) -> Memory:
+    def _insert(self, index: MemoryIndex, scope: str, new: NewMemory, vector: np.ndarray) -> Memory:
         now = time.time()
         cursor = self._conn.execute(
             "INSERT INTO memories (scope, kind, text, embedding, importance, created_at, "
             "updated_at, fact_key, subject, questions, question_embeddings) "
             "VALUES (?, ?, ?, ?, 0.5, ?, ?, ?, ?, ?, ?)",
             (scope, new.kind, new.text, vector.tobytes(), now, now, new.key, new.subject,
-             new.questions, _blob(new.question_vectors)),
+             new.questions, blob_of(new.question_vectors)),
         )  # fmt: skip
         memory_id = int(cursor.lastrowid or 0)
         index.add(memory_id, vector, new.question_vectors)
