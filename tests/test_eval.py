@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from coda.core.errors import ValidationError
 from coda.eval.cases import CaseFilter, EvalTurn, load_cases
 from coda.eval.report import EvalReport, format_report, plot_report
 from coda.eval.runner import perspective_error, run_eval
@@ -36,6 +37,19 @@ def test_the_shipped_cases_cover_the_categories() -> None:
     assert {"recall/piper", "recall/espeak"} <= categories  # two voices for spoken turns
     fast = load_cases(chosen=CaseFilter(fast=True))
     assert 0 < len(fast) < len(cases) and all(c.fast for c in fast)
+
+
+def test_a_bad_case_file_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    for text, why in (
+        ("pair = [{ tell = 'I live in Rome.', ask = 'Where do I live?' }]", "expect"),
+        ("pair = [{ tell = 'Hi.', ask = 'Where?', expect = ['(unclosed'] }]", "bad pattern"),
+        ("case = [{ id = 'x', category = 'y', conversations = [[{ expect = ['a'] }]] }]", "say"),
+        ("not toml [[[", "bad eval case file"),
+    ):
+        path = tmp_path / "cases.toml"
+        path.write_text(text)
+        with pytest.raises(ValidationError, match=why):
+            load_cases(path)
 
 
 def test_checks_and_perspective_are_judged_on_the_reply() -> None:

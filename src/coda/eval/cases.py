@@ -70,9 +70,15 @@ def default_cases_path() -> Path:
 def _turn(raw: dict[str, Any]) -> EvalTurn:
     if not isinstance(raw.get("say"), str) or not raw["say"].strip():
         raise ValidationError(f"an eval turn needs 'say': {raw!r}")
-    return EvalTurn(
+    turn = EvalTurn(
         raw["say"], tuple(raw.get("expect", ())), tuple(raw.get("forbid", ())), raw.get("recall")
     )
+    for pattern in (*turn.expect, *turn.forbid, *([turn.recall] if turn.recall else [])):
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as exc:
+            raise ValidationError(f"bad pattern {pattern!r} in {turn.say!r}: {exc}") from exc
+    return turn
 
 
 @dataclass(frozen=True)
@@ -107,10 +113,12 @@ def load_cases(path: Path | None = None, chosen: CaseFilter | None = None) -> li
         data = tomllib.loads((path or default_cases_path()).read_text(encoding="utf-8"))
         cases: list[EvalCase] = []
         for pair in data.get("pair", []):
-            tell = EvalTurn(pair["tell"])
-            expect = tuple(pair["expect"])
-            recall = pair.get("recall", "|".join(expect))
-            ask = EvalTurn(pair["ask"], expect, tuple(pair.get("forbid", ())), recall)
+            tell = _turn({"say": pair["tell"]})
+            expect = list(pair["expect"])
+            ask = _turn(
+                {"say": pair["ask"], "expect": expect, "forbid": pair.get("forbid", []),
+                 "recall": pair.get("recall", "|".join(expect))}
+            )  # fmt: skip
             for voice in voices:
                 cases.append(
                     EvalCase(pair["id"], f"recall/{voice}", ((tell,), (ask,)), voice,
