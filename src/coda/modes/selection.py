@@ -11,6 +11,7 @@ from coda.modes.adaptive import AdaptivePolicy, TurnFeatures
 
 MOSHI_DISABLED = "Moshi is disabled (MoshiConfig.enabled)"
 MOSHI_UNCONFIGURED = "no Moshi server is configured (MoshiConfig.server_url)"
+KNOWN_REPLY = "the reply is known from memory: the cascade speaks it"
 HYBRID_DISABLED = "hybrid processing is switched off (enable_hybrid_processing)"
 HYBRID_MISSING = (
     "hybrid needs a second responder: configure Moshi (MoshiConfig.server_url) "
@@ -73,6 +74,7 @@ def decide(
     conversation_id: str,
     user_text: str,
     allow_fallback: bool,
+    known_reply: bool = False,
 ) -> ModeDecision:
     """Pick the mode that answers.
 
@@ -83,10 +85,14 @@ def decide(
         conversation_id: Whose measurements the policy uses.
         user_text: The user's words (for the policy's features).
         allow_fallback: Whether an unavailable explicit mode falls back to the cascade.
+        known_reply: The reply is already known (from memory): hybrid and adaptive
+            have nothing to race or choose, so the cascade speaks it.
 
     Raises:
         ConfigurationError: For an explicit mode that cannot answer, without fallback.
     """
+    if known_reply and requested in (VoiceProcessingMode.HYBRID, VoiceProcessingMode.ADAPTIVE):
+        return ModeDecision(requested, VoiceProcessingMode.LLM_ENHANCED, KNOWN_REPLY)
     if requested is VoiceProcessingMode.ADAPTIVE:
         chosen, explanation = policy.choose(conversation_id, TurnFeatures.of(user_text), available)
         return ModeDecision(requested, chosen, explanation.pop("reason"), {"adaptive": explanation})

@@ -45,7 +45,6 @@ from coda.turn.respond import Answer, Responders
 from coda.turn.summary import Summarizer
 
 log = logging.getLogger(__name__)
-HYBRID, ADAPTIVE = VoiceProcessingMode.HYBRID, VoiceProcessingMode.ADAPTIVE
 
 DRAIN_SECONDS = 10.0
 """At shutdown, queued learning gets this long to finish before it is dropped."""
@@ -173,13 +172,11 @@ class TurnPipeline:
         turn.reply_context = plan.context
         for event in plan.events:
             yield event
-        # 4. responders and selection (a reply known from memory needs no race)
-        if plan.reply is not None and requested in (HYBRID, ADAPTIVE):
-            requested = VoiceProcessingMode.LLM_ENHANCED
-        answer = Answer(
-            self.responders.decide(requested, turn.conversation_id, turn.words, audio is not None),
-            transcript,
+        # 4. responders and selection
+        decision = self.responders.decide(
+            requested, turn.conversation_id, turn.words, audio is not None, plan.reply is not None
         )
+        answer = Answer(decision, transcript)
         request = self._request(turn, audio, plan)
         async for event in self.responders.answer(
             request, answer, clock, turn.conversation_id, recognizing

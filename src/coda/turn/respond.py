@@ -70,9 +70,14 @@ class Responders:
         )
 
     def decide(
-        self, requested: VoiceProcessingMode, conversation_id: str, words: str, has_audio: bool
+        self,
+        requested: VoiceProcessingMode,
+        conversation_id: str,
+        words: str,
+        has_audio: bool,
+        known_reply: bool = False,
     ) -> ModeDecision:
-        """The mode that answers, and why.
+        """The mode that answers, and why (``known_reply``: a hook already has the reply).
 
         Raises:
             ConfigurationError: If an explicit mode cannot answer and may not fall back.
@@ -83,7 +88,13 @@ class Responders:
         if not has_audio and available[VoiceProcessingMode.MOSHI_ONLY] is None:
             available[VoiceProcessingMode.MOSHI_ONLY] = SPEECH_NEEDED
         return decide(
-            requested, available, self.policy, conversation_id, words, self.allow_fallback
+            requested,
+            available,
+            self.policy,
+            conversation_id,
+            words,
+            self.allow_fallback,
+            known_reply,
         )
 
     async def answer(
