@@ -250,15 +250,3 @@ async def test_llm_manager_limits_and_history(processor: VoiceProcessor) -> None
     )
     with pytest.raises(TimeoutError, match="no voice reply"):
         await hasty.generate_voice_response(said("Tell me about the moon."))
-
-
-def test_memories_are_told_back_in_the_second_person() -> None:
-    from coda.memory.perspective import second_person
-
-    assert second_person("My sister lives in Lisbon.") == "Your sister lives in Lisbon."
-    assert second_person("I am allergic to peanuts.") == "You are allergic to peanuts."
-    assert second_person("I'm from Porto.") == "You're from Porto."
-    assert second_person("I was born in Madrid.") == "You were born in Madrid."
-    assert second_person("Our cat and I like jazz.") == "Your cat and you like jazz."
-    assert second_person("Call me Ada.") == "You like to be called Ada."
-    assert second_person("The weather is nice.") == "The weather is nice."  # nothing to turn

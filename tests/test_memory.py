@@ -17,10 +17,17 @@ from coda.integrations.memory import VoiceMemory
 from coda.memory.answers import from_memory
 from coda.memory.extraction import extract
 from coda.memory.model_extractor import checked, worth_a_model
-from coda.memory.perspective import third_person
+from coda.memory.perspective import second_person, third_person
 from coda.memory.questions import forget_request, likely_questions, personal_question
 from coda.memory.store import NewMemory, SQLiteMemoryStore
-from coda.voice import VoiceMemoryConfig, VoiceMemoryIntegration
+from coda.modes.selection import KNOWN_REPLY
+from coda.voice import (
+    VoiceManager,
+    VoiceMemoryConfig,
+    VoiceMemoryIntegration,
+    VoiceMessage,
+    VoiceProcessingMode,
+)
 
 SCOPE = "user:ada"
 
@@ -82,6 +89,13 @@ def test_keys_decide_what_supersedes_what() -> None:
 
 
 def test_perspective_about_and_towards_the_user() -> None:
+    assert second_person("My sister lives in Lisbon.") == "Your sister lives in Lisbon."
+    assert second_person("I am allergic to peanuts.") == "You are allergic to peanuts."
+    assert second_person("I'm from Porto.") == "You're from Porto."
+    assert second_person("I was born in Madrid.") == "You were born in Madrid."
+    assert second_person("Our cat and I like jazz.") == "Your cat and you like jazz."
+    assert second_person("Call me Ada.") == "You like to be called Ada."
+    assert second_person("The weather is nice.") == "The weather is nice."  # nothing to turn
     assert third_person("My sister lives in Lisbon.") == "The user's sister lives in Lisbon."
     assert third_person("I am allergic to peanuts.") == "The user is allergic to peanuts."
     assert third_person("I don't eat meat.") == "The user doesn't eat meat."
@@ -264,3 +278,17 @@ def test_likely_questions_speak_as_the_user() -> None:
     assert likely_questions(sister).startswith("Where does my sister live?")
     (allergy,) = extract("I'm allergic to peanuts.")
     assert "What am I allergic to?" in likely_questions(allergy)
+
+
+async def test_a_reply_from_memory_needs_no_race(manager: VoiceManager) -> None:
+    """Asked for adaptive (or hybrid), a known reply is spoken by the cascade, and says why."""
+    told = VoiceMessage("race-told", b"", text_content="My dog is called Rex.", speaker="racer")
+    await manager.process_voice_message(told)
+    await manager.engine.require_ready().background.settled("racer", 120)
+    asked = VoiceMessage("race-asked", b"", text_content="What is my dog called?", speaker="racer")
+    response = await manager.process_voice_message(asked, VoiceProcessingMode.ADAPTIVE)
+    assert response.text_content == "Your dog is called Rex."
+    assert response.metadata["answered_from_memory"] is True
+    selection = response.metadata["mode_selection"]
+    assert selection["requested"] == "adaptive" and selection["chosen"] == "llm_enhanced"
+    assert selection["reason"] == KNOWN_REPLY

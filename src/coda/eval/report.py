@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from coda.eval.cases import EvalCase
 from coda.eval.runner import CaseResult, TurnResult
 
 SPOKEN = ("recall/piper", "recall/espeak")
@@ -28,8 +29,15 @@ class EvalReport:
         cases = [r for r in self.results if r.case.category in categories]
         return sum(r.passed for r in cases) / len(cases) if cases else None
 
+    def _turns(self) -> Iterator[tuple[EvalCase, TurnResult]]:
+        return ((r.case, t) for r in self.results for t in r.turns)
+
     def _checked(self) -> list[TurnResult]:
-        return [t for r in self.results for t in r.turns if t.turn.checked]
+        return [t for _, t in self._turns() if t.turn.checked]
+
+    def _share(self, counts: Callable[[TurnResult], bool]) -> float:
+        turns = self._checked()
+        return sum(counts(t) for t in turns) / len(turns) if turns else 0.0
 
     @property
     def perspective_errors(self) -> int:
@@ -45,26 +53,23 @@ class EvalReport:
     @property
     def unrelated_rate(self) -> float:
         """The share of checked turns given a memory they should not have had."""
-        turns = self._checked()
-        return sum(bool(t.unrelated) for t in turns) / len(turns) if turns else 0.0
+        return self._share(lambda t: bool(t.unrelated))
 
     @property
     def from_memory_rate(self) -> float:
         """The share of checked turns answered from memory rather than by the LLM."""
-        turns = self._checked()
-        return sum(t.answered_from_memory for t in turns) / len(turns) if turns else 0.0
+        return self._share(lambda t: t.answered_from_memory)
 
     def median_ms(self) -> float:
         """The median time of a turn (the whole reply, synthesis included)."""
-        times = [t.milliseconds for r in self.results for t in r.turns]
+        times = [t.milliseconds for _, t in self._turns()]
         return statistics.median(times) if times else 0.0
 
     def llm_first_audio_ms(self) -> float:
         """The median time to the first reply audio of the turns the LLM answered."""
         times = [
             t.first_audio_ms
-            for r in self.results
-            for t in r.turns
+            for _, t in self._turns()
             if not t.answered_from_memory and t.first_audio_ms is not None
         ]
         return statistics.median(times) if times else 0.0
@@ -85,18 +90,16 @@ class EvalReport:
     def perspective(self) -> list[str]:
         """One line per reply that said "my X" back."""
         return [
-            f"{r.case.category} {r.case.id}: {t.heard!r} -> {t.reply!r}"
-            for r in self.results
-            for t in r.turns
+            f"{c.category} {c.id}: {t.heard!r} -> {t.reply!r}"
+            for c, t in self._turns()
             if t.perspective_error
         ]
 
     def unrelated(self) -> list[str]:
         """One line per checked turn given memories it should not have had."""
         return [
-            f"{r.case.category} {r.case.id}: {t.heard!r} got {list(t.unrelated)}"
-            for r in self.results
-            for t in r.turns
+            f"{c.category} {c.id}: {t.heard!r} got {list(t.unrelated)}"
+            for c, t in self._turns()
             if t.unrelated
         ]
 

@@ -116,7 +116,7 @@ class VoiceMemoryIntegration:
         found = await memory.store.search(scope, vector, limit * 4)
         scored: list[dict[str, Any]] = []
         for f in found:
-            relation = (f.memory.key or "||").split("|")[1]
+            relation = f.memory.relation
             text = f"{f.memory.text} {f.memory.questions}"
             scored.append(
                 {

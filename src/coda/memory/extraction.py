@@ -16,7 +16,7 @@ from collections.abc import Callable
 from coda.memory.facts import Fact, is_person
 
 _FILLER = re.compile(
-    r"^(?:(?:um+|uh+|well|so|oh|okay|ok|hi|hello|hey|by the way|also|and|actually|just|"
+    r"^(?:(?:um+|uh+|well|so|oh|okay|ok|hi|hello|hey|coda|by the way|also|and|actually|just|"
     r"just so you know|you know what|guess what|fun fact)[,\s]+)+",
     re.IGNORECASE,
 )
@@ -177,10 +177,16 @@ _RULES: list[_Rule] = [
 ]  # fmt: skip
 
 
-def _clauses(user_text: str) -> list[str]:
+def strip_filler(text: str) -> str:
+    """``text`` without the fillers and greetings that open it ("um, so", "hi")."""
+    return _FILLER.sub("", text.strip())
+
+
+def statements(user_text: str) -> list[str]:
+    """The clauses of ``user_text`` that state something (not questions or requests)."""
     out: list[str] = []
     for raw in _SENTENCE.split(user_text.strip()):
-        sentence = _FILLER.sub("", raw.strip())
+        sentence = strip_filler(raw)
         if not sentence or sentence.endswith("?") or _QUESTION_START.match(sentence):
             continue
         remembered = _REMEMBER.match(sentence)
@@ -190,16 +196,11 @@ def _clauses(user_text: str) -> list[str]:
     return out
 
 
-def statements(user_text: str) -> list[str]:
-    """The clauses of ``user_text`` that state something (not questions or requests)."""
-    return _clauses(user_text)
-
-
 def extract(user_text: str) -> list[Fact]:
     """The facts the rules read in one user utterance (possibly none)."""
     found: list[Fact] = []
-    for clause in _clauses(user_text):
-        clause = _FILLER.sub("", clause).rstrip(".!")
+    for clause in statements(user_text):
+        clause = strip_filler(clause).rstrip(".!")
         for pattern, build in _RULES:
             match = pattern.match(clause)
             if match:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from coda.memory.extraction import strip_filler
 from coda.memory.facts import Fact, is_person, owner_key
 
-_FILLER = re.compile(r"^(?:(?:um+|uh+|well|so|oh|okay|ok|hey|and|coda)[,\s]+)+", re.IGNORECASE)
 _OWNED = re.compile(
     r"\b(my|our)\s+((?:favou?rite\s+)?[a-z'-]+(?:\s+(?!(?:is|are|was|were|do|does|did|live|"
     r"lives|work|works|called|named|have|has|like|likes|eat|eats|study|studies)\b)[a-z'-]+)?)",
@@ -83,7 +83,7 @@ class PersonalQuestion:
 
 def personal_question(text: str) -> PersonalQuestion | None:
     """``text`` as a question about the user's own facts, or None."""
-    asked = _FILLER.sub("", text.strip())
+    asked = strip_filler(text)
     if not asked or not _QUESTION.search(asked) or _ADVICE.search(asked):
         return None
     owned = tuple(
@@ -98,7 +98,7 @@ def personal_question(text: str) -> PersonalQuestion | None:
 
 def forget_request(text: str) -> str | None:
     """What the user asks Coda to forget ("my wifi password"), or None."""
-    match = _FORGET.match(_FILLER.sub("", text.strip()))
+    match = _FORGET.match(strip_filler(text))
     if not match or match["what"].lower() in _NOT_A_THING:
         return None
     return match["what"]

@@ -91,6 +91,11 @@ class Memory:
     status: str = "current"
     questions: str = ""
 
+    @property
+    def relation(self) -> str:
+        """The relation of its fact ("live in"), from the key; "" for a sentence kept whole."""
+        return self.key.split("|")[1] if self.key else ""
+
 
 @dataclass(frozen=True)
 class Found:
