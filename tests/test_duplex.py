@@ -218,13 +218,13 @@ async def test_noise_burst_and_backchannel_do_not_interrupt(
 
 
 async def test_coda_hearing_itself_is_not_an_interruption(manager: VoiceManager) -> None:
-    from coda.streaming.duplex import _Reply
+    from coda.streaming.reply import Reply
     from coda.turn.context import TurnContext
 
     session = DuplexSession(manager.engine, "duplex-echo", FRONT_END_RATE)
     try:
         turn = TurnContext("duplex-echo", "user")
-        session._reply = _Reply(turn, "Hi", [("The capital of France is Paris.", 24000)])
+        session._reply = Reply(turn, "Hi", [("The capital of France is Paris.", 24000)])
         assert session._is_backchannel("the capital of France")  # its own words: echo
         assert session._is_backchannel("Okay.")  # a backchannel
         assert session._is_backchannel("")  # nothing recognizable

@@ -206,13 +206,20 @@ async def _bench(args: argparse.Namespace) -> int:
         result = await asyncio.to_thread(run_audio_bench, args.seconds, args.rate)
         print(format_audio_bench(result))
     elif args.bench == "latency":
-        from coda.bench.latency import format_latency, plot_latency, run_latency_bench
+        from coda.bench.latency import LatencyPlan, format_latency, plot_latency, run_latency_bench
+        from coda.bench.ws_client import Server
 
         modes = [VoiceProcessingMode(m.strip()) for m in args.modes.split(",") if m.strip()]
         settings = ("on", "off") if args.integrations == "both" else (args.integrations,)
-        reports = await run_latency_bench(_config(args), modes, args.turns, settings)
+        server = Server(args.url, args.api_key or "") if args.url else None
+        plan = LatencyPlan(args.turns, args.source, args.transport, args.concurrent, server)
+        reports = await run_latency_bench(_config(args), modes, plan, settings)
         print(format_latency(reports))
         print(f"chart: {plot_latency(reports, args.chart)}")
+        if args.turn_taking:
+            from coda.bench.turn_taking import bench_turn_taking
+
+            print(await bench_turn_taking(_config(args), args.chart.with_name("turn-taking.png")))
     elif args.bench == "moshi":
         from coda.bench.moshi import format_moshi_bench, plot_moshi_bench, run_moshi_bench
 
@@ -304,6 +311,28 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["on", "off", "both"],
         default="on",
         help="memory, personality, tools and sync on, off, or one run of each",
+    )
+    latency.add_argument(
+        "--source",
+        choices=["recordings", "tts"],
+        default="recordings",
+        help="real human recordings (asterisk-core-sounds-en-wav) or Piper's voice",
+    )
+    latency.add_argument(
+        "--transport",
+        choices=["session", "ws"],
+        default="session",
+        help="an in-process live session, or the websocket of `coda serve`",
+    )
+    latency.add_argument(
+        "--concurrent", type=int, default=1, help="conversations speaking at the same moment"
+    )
+    latency.add_argument("--url", help="a running `coda serve` for --transport ws")
+    latency.add_argument("--api-key", help="its API key (default: start a server here)")
+    latency.add_argument(
+        "--turn-taking",
+        action="store_true",
+        help="also: false cuts at mid-turn pauses and endpointing delay, on real speech",
     )
     latency.add_argument("--chart", type=Path, default=Path("out/latency.png"), help="PNG chart")
     moshi = benches.add_parser("moshi", help="Moshi client overhead and round trip per frame")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -79,6 +80,23 @@ def minilm_tokenizer() -> Path:
     if not path.is_file():
         raise VoiceInitializationError(f"MiniLM tokenizer missing at {path}: reinstall it")
     return path
+
+
+SMART_TURN_FILE = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+
+
+def smart_turn_onnx() -> Path | None:
+    """Smart Turn v3.2's CPU ONNX (from ``pipecat-ai``, installed ``--no-deps``; BSD-2).
+
+    The file is found through the wheel's record, without importing pipecat.
+    None when the wheel is not installed: turn-taking then goes by the words.
+    """
+    try:
+        wheel = importlib.metadata.distribution("pipecat-ai")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    path = Path(str(wheel.locate_file(SMART_TURN_FILE)))
+    return path if path.is_file() else None
 
 
 def _qwen_parts() -> list[Path]:

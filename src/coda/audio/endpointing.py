@@ -167,6 +167,11 @@ class Endpointer:
         return events
 
     @property
+    def hangover_ms(self) -> int:
+        """The silence after which an utterance ends on its own, in ms."""
+        return self._hangover * 1000 // self._rate
+
+    @property
     def silence_seconds(self) -> float:
         """Silence since the last speech window (0 when idle or speaking)."""
         return self._silence_run / self._rate if self._state == "speech" else 0.0

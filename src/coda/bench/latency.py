@@ -1,18 +1,22 @@
 """`coda bench latency`: end of user speech → first reply audio, per mode, in real time.
 
-Each turn of a spoken script is fed to a full-duplex session at real-time pace,
-20 ms at a time, as a microphone would. The latency of a turn is the time from
-the true end of the user's speech (known from the clean audio) to the moment
-the first reply audio is ready, split into: the endpointing wait (silence the
-front end needs to be sure the turn ended), recognition (zero when the
-speculative pass finished during that wait), the integrations' hooks before the
-reply (memory, personality, tools), LLM time to first token, synthesis
-of the first clause, and framework overhead (the rest).
+Each turn is fed at real-time pace, 20 ms at a time, as a microphone would:
+real human recordings by default (``coda.bench.recordings``), or the script
+below in Piper's voice. ``session`` feeds an in-process live session, ``ws`` a
+running `coda serve` through its websocket (``coda.bench.ws_client``);
+``concurrent`` conversations speak at the same moment. The latency of a turn is
+the time from the true end of the user's speech (known from the clean audio) to
+the first reply audio, split into: the endpointing wait, recognition (zero when
+the speculative pass finished during that wait), the integrations' hooks, LLM
+time to first token and to the first clause, synthesis of the first clause,
+and the rest. A reply started during the pause (preemptive) overlaps the wait,
+so its stages add up to more than the total.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,8 @@ from tqdm import tqdm
 
 from coda.audio.decode import resample
 from coda.audio.frames import FRONT_END_RATE
+from coda.bench import recordings
+from coda.bench.ws_client import Server, started_server, ws_turn
 from coda.core.config import TTSConfig, VoiceConfig
 from coda.core.enums import VoiceProcessingMode
 from coda.providers.tts.cache import CachedTTS
@@ -41,6 +47,11 @@ SCRIPT = (
     "Why is the sky blue?",
     "How far is the moon from the earth?",
 )
+PROMPTS = (
+    "please-try-again", "im-sorry", "goodbye", "auth-thankyou", "one-moment-please",
+    "something-terribly-wrong", "check-number-dial-again", "hello-world",
+)  # fmt: skip
+"""The real recordings the latency turns are made of (finished turns, 1-3 s)."""
 STAGES = (
     "endpointing",
     "asr",
@@ -82,7 +93,14 @@ class LatencyReport:
         return self.percentile(50) / float(np.median(model)) if model else float("nan")
 
 
-async def _user_audio(texts: tuple[str, ...]) -> list[np.ndarray]:
+async def user_audio(source: str) -> list[np.ndarray]:
+    """The turns' audio at 16 kHz: ``recordings`` (real human speech) or ``tts`` (Piper)."""
+    if source == "recordings":
+        return [recordings.load(name) for name in PROMPTS]
+    return await _piper_audio(SCRIPT)
+
+
+async def _piper_audio(texts: tuple[str, ...]) -> list[np.ndarray]:
     voice = PiperTTS(TTSConfig(speaking_rate=1.0, noise_scale=0.0, noise_w_scale=0.0))
     await voice.load()
     clips = []
@@ -136,7 +154,10 @@ async def _one_turn(session: DuplexSession, clip: np.ndarray) -> TurnLatency:
             finished = event.metadata["timings_ms"]
     assert ended_at is not None and ended_wall is not None
     endpointing = (ended_at - true_end) * 1000
-    total = endpointing + (first_audio_wall - ended_wall) * 1000
+    return _latency(endpointing, endpointing + (first_audio_wall - ended_wall) * 1000, finished)
+
+
+def _latency(endpointing: float, total: float, finished: dict[str, float]) -> TurnLatency:
     stages = {
         "endpointing": endpointing,
         "asr": finished.get("asr", 0.0),
@@ -156,48 +177,106 @@ INTEGRATIONS = {"on": None, "off": frozenset[str]()}
 """The integrations a run uses: all installed ones, or none."""
 
 
+@dataclass(frozen=True)
+class LatencyPlan:
+    """What to measure: turns per mode, where the audio comes from and how it travels.
+
+    Attributes:
+        turns: Turns per mode (per conversation when several speak at once).
+        source: ``recordings`` (real human speech) or ``tts`` (Piper's voice).
+        transport: ``session`` (in-process) or ``ws`` (a `coda serve` websocket).
+        concurrent: Conversations speaking at the same moment.
+        server: The running server for ``ws`` (None: the bench starts one).
+    """
+
+    turns: int = 8
+    source: str = "recordings"
+    transport: str = "session"
+    concurrent: int = 1
+    server: Server | None = None
+
+
 async def run_latency_bench(
     config: VoiceConfig,
     modes: list[VoiceProcessingMode],
-    turns: int,
+    plan: LatencyPlan,
     integrations: tuple[str, ...] = ("on",),
 ) -> list[LatencyReport]:
-    """Measure ``turns`` turns per mode with one engine, with the integrations on and/or off.
+    """Measure each mode with one engine, with the integrations on and/or off.
 
     Off, the same engine answers with no memory, personality, tools or sync, so
     the difference is what the integrations cost a turn.
     """
+    clips = await user_audio(plan.source)
+    if plan.transport == "ws":
+        return [await _over_websocket(plan, clips, mode) for mode in modes]
     engine = VoiceEngine(config)
     await engine.initialize()
-    clips = await _user_audio(SCRIPT)
     reports = []
     try:
         runs = [(mode, setting) for mode in modes for setting in integrations]
-        progress = tqdm(total=turns * len(runs), desc="turns", unit="turn")
+        progress = tqdm(total=plan.turns * len(runs) * plan.concurrent, desc="turns", unit="turn")
         for mode, setting in runs:
             if isinstance(engine.tts, CachedTTS):
                 engine.tts.clear()  # each run synthesizes its replies afresh
             label = mode.value if integrations == ("on",) else f"{mode.value}/{setting}"
             report = LatencyReport(label)
-            session = DuplexSession(
-                engine,
-                f"bench-{mode.value}-{setting}-{int(time.time())}",
-                FRONT_END_RATE,
-                mode,
-                speaker=f"bench-{int(time.time())}",
-                options=TurnOptions(integrations=INTEGRATIONS[setting]),
-            )
+            stamp = int(time.time())
+            sessions = [
+                DuplexSession(
+                    engine,
+                    f"bench-{mode.value}-{setting}-{stamp}-{index}",
+                    FRONT_END_RATE,
+                    mode,
+                    speaker=f"bench-{stamp}-{index}",
+                    options=TurnOptions(integrations=INTEGRATIONS[setting]),
+                )
+                for index in range(plan.concurrent)
+            ]
             try:
-                for index in range(turns):
-                    report.turns.append(await _one_turn(session, clips[index % len(clips)]))
-                    progress.update()
+                for turn in range(plan.turns):
+                    measured = await asyncio.gather(
+                        *(
+                            _one_turn(session, clips[(turn + i) % len(clips)])
+                            for i, session in enumerate(sessions)
+                        )
+                    )
+                    report.turns.extend(measured)
+                    progress.update(len(measured))
             finally:
-                await session.close()
+                for session in sessions:
+                    await session.close()
             reports.append(report)
         progress.close()
     finally:
         await engine.cleanup()
     return reports
+
+
+async def _over_websocket(
+    plan: LatencyPlan, clips: list[np.ndarray], mode: VoiceProcessingMode
+) -> LatencyReport:
+    """Each turn a new conversation on the server's websocket, ``concurrent`` at a time."""
+    report = LatencyReport(f"{mode.value}/ws")
+    async with contextlib.AsyncExitStack() as stack:
+        server = plan.server
+        if server is None:
+            server = await stack.enter_async_context(started_server([]))
+        stamp, live = int(time.time()), server
+        for turn in tqdm(range(plan.turns), desc="rounds", unit="round"):
+            chosen = [clips[(turn + i) % len(clips)] for i in range(plan.concurrent)]
+            measured = await asyncio.gather(
+                *(
+                    ws_turn(live, f"bench-ws-{stamp}-{turn}-{i}", c, _speech_end(c), mode.value)
+                    for i, c in enumerate(chosen)
+                )
+            )
+            for result in measured:
+                endpointing = result.ended * 1000
+                report.turns.append(
+                    _latency(endpointing, result.first_audio * 1000, result.timings_ms)
+                )
+    return report
 
 
 def format_latency(reports: list[LatencyReport]) -> str:

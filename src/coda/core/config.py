@@ -18,6 +18,7 @@ from coda.core.integration_config import (
     VoiceToolsConfig,
 )
 from coda.core.provider_config import LLMConfig, MoshiConfig, STTConfig, TTSConfig
+from coda.core.streaming_config import StreamingConfig
 
 __all__ = [
     "AudioConfig",
@@ -184,52 +185,6 @@ class AudioConfig:
 
 
 @dataclass
-class StreamingConfig:
-    """Streaming, turn-taking and latency settings.
-
-    Attributes:
-        first_clause_min_words: The first piece of a reply is spoken as soon as a
-            clause of at least this many words is complete (a comma is enough), so
-            the first audio does not wait for a whole sentence.
-        first_piece_max_words: A first sentence longer than this many words with no
-            clause boundary is cut at a phrase boundary (before "is", "at", "with",
-            ...), so synthesis can start; 0 disables.
-        max_sentence_chars: Longer sentences are cut at a clause boundary.
-        turn_timeout_seconds: Longest a turn may take before ``TimeoutError``.
-        barge_in_min_speech_ms: Speech during a reply must last this long (ms)
-            before it is taken as an interruption; shorter sounds (a cough, a
-            150 ms noise burst) never stop Coda.
-        backchannels: Words that, said alone during a reply, do not interrupt it.
-        self_echo_overlap: Speech during a reply whose words are at least this share
-            of the reply's own words is taken as Coda's echo (the canceller still
-            converging), not an interruption; 0 disables the check.
-        tentative_end_ms: Silence (ms) after which recognition starts speculatively,
-            before the end of the turn is confirmed.
-        early_end_on_complete: End the turn as soon as the speculative transcript
-            is a complete sentence (ends in . ? or ! and not in "and", "the", ...),
-            instead of waiting out ``AudioConfig.vad_hangover_ms``.
-        unfinished_words: Last words that mark a sentence as unfinished.
-    """
-
-    first_clause_min_words: int = 4
-    first_piece_max_words: int = 5
-    max_sentence_chars: int = 160
-    turn_timeout_seconds: float = 30.0
-    barge_in_min_speech_ms: int = 300
-    backchannels: tuple[str, ...] = (
-        "mm", "mhm", "mm-hm", "mm hmm", "uh-huh", "uh huh", "hmm", "yeah", "yep", "yes",
-        "ok", "okay", "right", "sure", "i see", "got it", "aha",
-    )  # fmt: skip
-    self_echo_overlap: float = 0.8
-    tentative_end_ms: int = 120
-    early_end_on_complete: bool = True
-    unfinished_words: tuple[str, ...] = (
-        "and", "or", "but", "so", "because", "the", "a", "an", "to", "of", "with", "for",
-        "in", "on", "at", "my", "your", "um", "uh", "er", "like", "if", "that", "is",
-    )  # fmt: skip
-
-
-@dataclass
 class VoiceConfig:
     """Comprehensive configuration for voice processing system.
 
@@ -356,6 +311,7 @@ class VoiceConfig:
             raise ConfigurationError("need stream_chunk_samples >= 0, background_queue_size >= 1")
         if self.max_concurrent_conversations < 1:
             raise ConfigurationError("max_concurrent_conversations must be at least 1")
+        self.streaming.validate()
         llms = (("llm", self.llm), ("secondary_llm", self.secondary_llm),
                 ("background_llm", self.background_llm))  # fmt: skip
         for name, llm in llms:

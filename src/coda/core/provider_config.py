@@ -67,6 +67,9 @@ class LLMConfig:
         timeout_seconds: Longest wait for a remote reply, in seconds.
         context_tokens: Context window of the embedded model, in tokens.
         threads: CPU threads for the embedded model (0: all cores).
+        parallel_slots: Conversations the embedded model serves at once, each in a
+            llama.cpp context of its own (~0.6 GB each, added as turns overlap);
+            turns beyond it wait for a free one.
         system_prompt: Instructions that open every conversation.
         probe_timeout_seconds: How long "auto" waits for Ollama to answer, in seconds.
         seed: Sampling seed for reproducible replies (None: a fresh one each turn).
@@ -82,6 +85,7 @@ class LLMConfig:
     timeout_seconds: float = 30.0
     context_tokens: int = 4096
     threads: int = 0
+    parallel_slots: int = 4
     system_prompt: str = (
         "You are Coda, a friendly voice assistant. Your replies are spoken aloud, so answer "
         "in one or two short sentences of plain conversational English, with no lists, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import re
 from collections.abc import AsyncIterator
 
@@ -29,6 +30,7 @@ from coda.providers.base import (
     SpeechAudio,
     TextToSpeech,
 )
+from coda.providers.scheduler import Ticket, current_ticket
 from coda.turn.events import SpokenPiece, TextDelta, TurnEvent, TurnFinished
 
 _DONE = object()
@@ -94,12 +96,26 @@ class CascadeResponder:
         sentences: asyncio.Queue[object] = asyncio.Queue()
         reply: list[str] = []
         spoken: list[str] = []
+        # The turn's claim on the embedded models, seen by the providers' calls in
+        # these two tasks only (a context of their own, not the caller's).
+        ticket = Ticket(request.conversation_id)
+        context = contextvars.copy_context()
+        context.run(current_ticket.set, ticket)
         llm_task = asyncio.create_task(
             self._generate(
-                generation, stats, clock, events, sentences, request.max_sentences, request.reply
-            )
+                generation,
+                stats,
+                clock,
+                (events, sentences),
+                request.max_sentences,
+                request.reply,
+                ticket,
+            ),
+            context=context,
         )
-        tts_task = asyncio.create_task(self._speak(request, clock, events, sentences, spoken))
+        tts_task = asyncio.create_task(
+            self._speak(request, clock, events, sentences, spoken, ticket), context=context
+        )
         try:
             finished = 0
             while finished < 2:
@@ -146,11 +162,12 @@ class CascadeResponder:
         request: GenerationRequest,
         stats: GenerationStats,
         clock: TurnClock,
-        events: asyncio.Queue[object],
-        sentences: asyncio.Queue[object],
+        queues: tuple[asyncio.Queue[object], asyncio.Queue[object]],
         max_sentences: int | None,
         known: str | None,
+        ticket: Ticket,
     ) -> None:
+        events, sentences = queues
         ended = 0
         splitter = SentenceSplitter(
             self._streaming.max_sentence_chars,
@@ -166,6 +183,7 @@ class CascadeResponder:
                 events.put_nowait(TextDelta(delta))
                 for sentence in splitter.feed(delta):
                     clock.mark("llm_first_clause")
+                    ticket.written = True  # the rest of the reply can wait its turn
                     sentences.put_nowait(sentence)
                     ended += sentence.rstrip().endswith(_SENTENCE_END)
                 if max_sentences is not None and ended >= max_sentences:
@@ -189,6 +207,7 @@ class CascadeResponder:
         events: asyncio.Queue[object],
         sentences: asyncio.Queue[object],
         spoken: list[str],
+        ticket: Ticket,
     ) -> None:
         try:
             while (sentence := await sentences.get()) is not _DONE:
@@ -206,6 +225,7 @@ class CascadeResponder:
                 if "tts_first_audio" not in clock.marks:
                     clock.marks["tts_first_audio"] = spent
                     clock.mark("first_audio")
+                ticket.spoken = True
                 spoken.append(sentence.strip())
                 events.put_nowait(SpokenPiece(sentence, audio))
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which re-raises

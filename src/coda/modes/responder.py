@@ -33,6 +33,7 @@ class TurnRequest:
         max_sentences: Stop the reply after this many sentences (None: no cap).
         speaking_rate: Speech rate relative to the voice's own pace.
         volume_gain: Scale of the reply audio (kept below clipping).
+        conversation_id: The conversation the turn belongs to (for scheduling).
     """
 
     text: str
@@ -48,6 +49,7 @@ class TurnRequest:
     max_sentences: int | None = None
     speaking_rate: float = 1.0
     volume_gain: float = 1.0
+    conversation_id: str = ""
 
 
 class Responder(Protocol):

@@ -26,7 +26,14 @@ from coda.server.auth import check, speaker_of
 from coda.server.frames import CONVERSATION_ID, Closed, pcm16, read_pcm16
 from coda.server.protocol import message_of
 from coda.streaming.duplex import DuplexSession
-from coda.turn.events import Interrupted, SpeechEnded, SpokenPiece, TurnFailed, TurnOutcome
+from coda.turn.events import (
+    Interrupted,
+    ReplyDiscarded,
+    SpeechEnded,
+    SpokenPiece,
+    TurnFailed,
+    TurnOutcome,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -198,3 +205,5 @@ async def _write(socket: WebSocket, session: DuplexSession, ledger: SampleQueue)
             metrics.record_turn(event.mode.value, event.metadata, endpointing)
         elif isinstance(event, TurnFailed):
             metrics.errors.labels(event.error).inc()
+        elif isinstance(event, ReplyDiscarded):
+            metrics.record_discarded(event.wasted_ms)

@@ -54,6 +54,17 @@ class Metrics:
             ["mode"],
             registry=self.registry,
         )
+        self.preemptive = Counter(
+            "coda_preemptive_replies",
+            "Replies started during a pause, by what became of them (released, discarded)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.preemptive_wasted = Counter(
+            "coda_preemptive_wasted_seconds",
+            "Time spent making preemptive replies that were discarded (the user went on)",
+            registry=self.registry,
+        )
         self.active_sessions = Gauge(
             "coda_active_sessions", "Open websocket sessions", registry=self.registry
         )
@@ -74,9 +85,12 @@ class Metrics:
         if endpointing_ms is not None:
             timings["endpointing_ms"] = endpointing_ms
             if "first_audio" in timings:
-                self.stage_seconds.labels("end_to_end").observe(
-                    (endpointing_ms + timings["first_audio"]) / 1000
-                )
+                # A preemptive reply started before the end was confirmed.
+                started = timings.get("started_after_speech_ms", endpointing_ms)
+                end_to_end = max(endpointing_ms, started + timings["first_audio"])
+                self.stage_seconds.labels("end_to_end").observe(end_to_end / 1000)
+        if "preemptive" in metadata:
+            self.preemptive.labels("released").inc()
         for stage, key in STAGES.items():
             if key in timings:
                 self.stage_seconds.labels(stage).observe(float(timings[key]) / 1000)
@@ -84,6 +98,12 @@ class Metrics:
         selection = metadata.get("mode_selection", {})
         if selection.get("fallback"):
             self.fallbacks.labels(selection.get("failed", selection.get("requested", "?"))).inc()
+
+    def record_discarded(self, wasted_ms: float) -> None:
+        """A preemptive reply was thrown away after ``wasted_ms`` of work."""
+        if self.enabled:
+            self.preemptive.labels("discarded").inc()
+            self.preemptive_wasted.inc(wasted_ms / 1000)
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -8,6 +8,7 @@ from typing import Any
 from coda.turn.events import (
     Interrupted,
     MemoryRecalled,
+    ReplyDiscarded,
     SpeechEnded,
     SpeechStarted,
     SpokenPiece,
@@ -38,6 +39,13 @@ def message_of(event: TurnEvent, seq: int) -> dict[str, Any] | None:
             "type": "speech_ended",
             "at": round(event.at_seconds, 3),
             "endpointing_ms": round(event.endpointing_ms, 1),
+            "reason": event.reason,
+        }
+    if isinstance(event, ReplyDiscarded):
+        return {
+            "type": "reply_discarded",
+            "words": event.words,
+            "wasted_ms": round(event.wasted_ms, 1),
         }
     if isinstance(event, Transcribed):
         return {"type": "transcript", "text": event.text}

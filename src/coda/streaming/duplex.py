@@ -2,10 +2,16 @@
 
 The transport (a websocket, a sound card) calls ``feed`` with each captured
 frame and ``played`` with the reply audio as it actually plays; it reads the
-turn's events (``coda.turn.events``) from ``events``. The front end's
-endpointing ends the user's turn; recognition starts speculatively at the
-tentative end of speech; the reply streams out clause by clause through the same
-turn pipeline as every other entry point.
+turn's events (``coda.turn.events``) from ``events``. The reply streams out
+clause by clause through the same turn pipeline as every other entry point.
+
+Turn-taking: at the first pause (``tentative_end_ms`` of silence) the words so
+far are recognized and the audio scored (Smart Turn); the turn-taking policy
+(``coda.streaming.turn_taking``) turns both into the silence that ends the
+turn, short after a complete sentence, long after "and", "um" or counting.
+Meanwhile the reply is already being made from those words (preemptive reply):
+its events are held back and released the moment the end is confirmed, or
+discarded if the user goes on.
 
 Barge-in: speech that lasts ``barge_in_min_speech_ms`` while a reply is being
 made or played interrupts it, unless its words are a backchannel ("mm-hm",
@@ -22,9 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -36,9 +41,13 @@ from coda.core.enums import VoiceProcessingMode
 from coda.core.errors import VoiceProcessingError
 from coda.core.models import new_id
 from coda.modes.clock import TurnClock
+from coda.streaming.pause import PauseReader
+from coda.streaming.reply import Guess, Reply, cancel, is_backchannel, normalize
+from coda.streaming.turn_taking import TurnEndPolicy
 from coda.turn.context import TurnContext, TurnOptions
 from coda.turn.events import (
     Interrupted,
+    ReplyDiscarded,
     SpeechEnded,
     SpeechStarted,
     SpokenPiece,
@@ -52,45 +61,6 @@ from coda.voice.engine import VoiceEngine
 from coda.worker import WorkerThread
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Reply:
-    """The reply in flight: its pieces and how much of them has been played."""
-
-    turn: TurnContext
-    user_text: str = ""
-    pieces: list[tuple[str, int]] = field(default_factory=list)  # (text, samples)
-    played: int = 0
-    outcome: TurnOutcome | None = None
-    mode: VoiceProcessingMode = VoiceProcessingMode.LLM_ENHANCED
-
-    @property
-    def queued(self) -> int:
-        return sum(n for _, n in self.pieces)
-
-    def spoken_text(self) -> str:
-        """The words played so far: whole pieces, then the played share of the next."""
-        words: list[str] = []
-        remaining = self.played
-        for text, samples in self.pieces:
-            if remaining >= samples:
-                words.extend(text.split())
-                remaining -= samples
-                continue
-            piece_words = text.split()
-            words.extend(piece_words[: int(len(piece_words) * remaining / max(samples, 1))])
-            break
-        return " ".join(words)
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("storing a turn failed: %s", task.exception())
-
-
-def _normalize(text: str) -> str:
-    return " ".join(re.findall(r"[a-z']+(?:-[a-z]+)?", text.lower()))
 
 
 class DuplexSession:
@@ -122,31 +92,35 @@ class DuplexSession:
         self.mode = mode or engine.config.default_mode
         self._streaming = engine.config.streaming
         self._output_rate = engine.config.audio.sample_rate
+        # The endpointer waits out the longest pause; the policy ends most turns sooner.
+        audio = replace(
+            engine.config.audio, vad_hangover_ms=self._streaming.end_silence_unfinished_ms
+        )
         self.frontend = StreamingFrontEnd(
-            engine.config.audio,
+            audio,
             input_rate,
             playback_rate=self._output_rate,
             tentative_end_ms=self._streaming.tentative_end_ms,
         )
         self.events: asyncio.Queue[TurnEvent] = asyncio.Queue()
         self._worker = WorkerThread("session")
-        self._turn: asyncio.Task[None] | None = None
-        self._reply: _Reply | None = None
-        self._speculation: tuple[int, asyncio.Task[Transcribed]] | None = None
+        self._reply: Reply | None = None  # being made or played
+        self._held: Reply | None = None  # made during a pause, not yet released
+        smart_turn = engine.smart_turn if self._streaming.smart_turn else None
+        policy = TurnEndPolicy(self._streaming)
+        self._pause = PauseReader(self.pipeline.recognizer, policy, smart_turn, self._on_guess)
         self._checks: set[asyncio.Task[None]] = set()  # barge-in checks, ends of utterances
         self._ending: asyncio.Task[None] | None = None
         self._barge_checked_at = 0.0
-        self._backchannels = {_normalize(b) for b in self._streaming.backchannels}
+        self._backchannels = {normalize(b) for b in self._streaming.backchannels}
         self.interruptions = 0
+        self.discarded = 0  # preemptive replies thrown away because the user went on
 
     @property
     def replying(self) -> bool:
-        """True while a reply is being made or is still playing."""
+        """True while a reply is being made or is still playing (a held one is not)."""
         reply = self._reply
-        if reply is None:
-            return False
-        generating = self._turn is not None and not self._turn.done()
-        return generating or reply.played < reply.queued
+        return reply is not None and (reply.generating or reply.played < reply.queued)
 
     @property
     def now_seconds(self) -> float:
@@ -160,15 +134,20 @@ class DuplexSession:
                 self._barge_checked_at = 0.0  # each utterance gets its own barge-in checks
                 self.events.put_nowait(SpeechStarted(event.at_seconds))
             elif isinstance(event, endpointing.SpeechPaused):
-                self._speculate()
+                self._pause.read(self.frontend.endpointer)
             elif isinstance(event, endpointing.SpeechEnded):
-                self._on_speech_ended(event.utterance)
-        if self.replying and self.frontend.endpointer.in_speech:
+                self._on_speech_ended(event.utterance, "the longest pause")
+        endpointer = self.frontend.endpointer
+        held = self._held
+        if held is not None and endpointer.utterance_samples != held.utterance_samples:
+            self._discard(held)  # the user went on: that reply answered half a sentence
+        if self.replying and endpointer.in_speech:
             self._maybe_barge_in()
-        elif self._complete_sentence_heard():
-            ended = self.frontend.endpointer.end_now()
+        guess = self._pause.current(endpointer)
+        if guess is not None and endpointer.silence_seconds * 1000 >= guess.verdict.silence_ms:
+            ended = endpointer.end_now()
             if ended is not None:
-                self._on_speech_ended(ended.utterance)
+                self._on_speech_ended(ended.utterance, guess.verdict.reason)
 
     async def settle(self) -> None:
         """Wait for the recognition this session started (speculation, checks, turn ends).
@@ -177,27 +156,12 @@ class DuplexSession:
         so that decisions depend on the audio fed, not on this machine's speed.
         """
         while True:
-            pending = [t for t in self._checks if not t.done()]
-            if self._speculation is not None and not self._speculation[1].done():
-                pending.append(self._speculation[1])  # type: ignore[arg-type]
+            pending: list[asyncio.Future[Any]] = [t for t in self._checks if not t.done()]
+            if self._pause.task is not None and not self._pause.task.done():
+                pending.append(self._pause.task)
             if not pending:
                 return
             await asyncio.wait(pending)
-
-    def _complete_sentence_heard(self) -> bool:
-        """The speculative transcript is ready, nothing was said since, and it is complete."""
-        if not self._streaming.early_end_on_complete or self._speculation is None:
-            return False
-        length, task = self._speculation
-        endpointer = self.frontend.endpointer
-        if not task.done() or task.cancelled() or task.exception() is not None:
-            return False
-        if endpointer.silence_seconds <= 0 or endpointer.utterance_samples != length:
-            return False
-        text = task.result().text.strip()
-        words = _normalize(text).split()
-        finished = text.endswith((".", "?", "!")) and not text.endswith("...")
-        return finished and bool(words) and words[-1] not in self._streaming.unfinished_words
 
     def played(self, samples: np.ndarray) -> None:
         """The transport played these reply samples (float32 at the output rate)."""
@@ -207,7 +171,7 @@ class DuplexSession:
             return
         reply.played = min(reply.queued, reply.played + len(samples))
         if reply.outcome is not None and reply.played >= reply.queued:
-            self._finish_reply(reply.outcome.reply_text)
+            self._finish_reply(reply, reply.outcome.reply_text)
 
     async def close(self) -> None:
         """Cancel anything in flight, keep what was said, and free the front end.
@@ -215,16 +179,20 @@ class DuplexSession:
         A reply still playing (or still being made) when the session ends is
         stored with the part that was played, so the user's words are not lost.
         """
-        tasks = [t for t in (*self._checks, self._ending) if t is not None]
-        if self._speculation is not None:
-            tasks.append(self._speculation[1])  # type: ignore[arg-type]
+        tasks: list[asyncio.Future[Any]] = [t for t in (*self._checks, self._ending) if t]
+        if self._pause.task is not None:
+            tasks.append(self._pause.task)
+        held, self._held = self._held, None
+        if held is not None and held.task is not None:
+            tasks.append(held.task)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
         reply, self._reply = self._reply, None
-        await self._cancel_turn()
+        if reply is not None:
+            await cancel(reply)
         if reply is not None and reply.user_text:
             heard = reply.outcome is not None and reply.played >= reply.queued
             spoken = reply.outcome.reply_text if heard and reply.outcome else reply.spoken_text()
@@ -241,40 +209,60 @@ class DuplexSession:
         task.add_done_callback(self._checks.discard)
         return task
 
-    # -- turns ----------------------------------------------------------------------------
+    # -- the end of the user's turn -------------------------------------------------------
 
-    def _speculate(self) -> None:
-        """Recognize the utterance so far while waiting to be sure it has ended."""
-        audio = self.frontend.endpointer.current_utterance()
-        task = asyncio.create_task(self.pipeline.recognizer.words(audio, None, TurnClock()))
-        if self._speculation is not None:
-            self._speculation[1].cancel()
-        self._speculation = (len(audio), task)
+    def _on_guess(self, guess: Guess, audio: np.ndarray, speech_end: float) -> None:
+        if self._may_preempt(guess):
+            self._held = self._start(guess.transcript, audio, speech_end, held=True)
 
-    def _take_speculation(
-        self, utterance: endpointing.Utterance
-    ) -> asyncio.Task[Transcribed] | None:
-        if self._speculation is None:
-            return None
-        length, task = self._speculation
-        self._speculation = None
-        if length != len(utterance.samples):  # speech resumed after the pause
-            task.cancel()
-            return None
-        return task
+    def _may_preempt(self, guess: Guess) -> bool:
+        endpointer = self.frontend.endpointer
+        return (
+            self._streaming.preemptive_reply
+            and self._held is None
+            and not self.replying
+            and (self._ending is None or self._ending.done())
+            and endpointer.in_speech
+            and endpointer.utterance_samples == guess.samples
+        )
 
-    def _on_speech_ended(self, utterance: endpointing.Utterance) -> None:
+    def _on_speech_ended(self, utterance: endpointing.Utterance, reason: str) -> None:
         # How long after the true end of speech the turn was known to be over.
         waited_ms = max(0.0, (self.now_seconds - utterance.end_seconds) * 1000)
-        self.events.put_nowait(SpeechEnded(utterance.end_seconds, waited_ms))
+        self.events.put_nowait(SpeechEnded(utterance.end_seconds, waited_ms, reason))
+        speculation = self._pause.take(len(utterance.samples))
+        held, self._held = self._held, None
+        if held is not None and held.utterance_samples == len(utterance.samples):
+            self._release(held)
+            return
+        if held is not None:
+            self._discard(held)
         previous = self._ending
-        speculation = self._take_speculation(utterance)
         self._ending = self._spawn(self._end_of_utterance(utterance, speculation, previous))
+
+    def _release(self, reply: Reply) -> None:
+        """The end is confirmed: the preemptive reply becomes the reply, its events go out."""
+        reply.held = False
+        self._reply = reply
+        for event in reply.buffer:
+            self.events.put_nowait(event)
+        reply.buffer.clear()
+        if not reply.generating:
+            self._after_turn(reply)
+
+    def _discard(self, reply: Reply) -> None:
+        """Throw away a preemptive reply (nothing of it was sent or stored)."""
+        if self._held is reply:
+            self._held = None
+        self.discarded += 1
+        wasted_ms = (self.now_seconds - reply.started_at) * 1000
+        self.events.put_nowait(ReplyDiscarded(reply.user_text, wasted_ms))
+        self._spawn(cancel(reply))
 
     async def _end_of_utterance(
         self,
         utterance: endpointing.Utterance,
-        speculation: asyncio.Task[Transcribed] | None,
+        speculation: asyncio.Task[Guess] | None,
         previous: asyncio.Task[None] | None,
     ) -> None:
         """A new turn, unless it was a backchannel while Coda talks."""
@@ -284,25 +272,44 @@ class DuplexSession:
         transcript = None
         if speculation is not None:
             with contextlib.suppress(VoiceProcessingError):
-                transcript = await speculation
+                transcript = (await speculation).transcript
         if self.replying:
             words = transcript.text if transcript else await self._words(utterance.samples)
             if self._is_backchannel(words):
                 return  # "mm-hm" while Coda talks: keep talking, no new turn
             await self._interrupt("speech")
+        self._reply = self._start(transcript, utterance.samples, utterance.end_seconds)
+
+    def _start(
+        self,
+        transcript: Transcribed | None,
+        audio: np.ndarray,
+        speech_end: float,
+        *,
+        held: bool = False,
+    ) -> Reply:
         turn = TurnContext(
             self.conversation_id, self.speaker, new_id("msg"), self.options, streamed=True
         )
-        self._reply = _Reply(turn)
-        self._turn = asyncio.create_task(self._run_turn(self._reply, utterance, transcript))
+        reply = Reply(turn, held=held, utterance_samples=len(audio), started_at=self.now_seconds)
+        if transcript is not None:
+            reply.user_text = transcript.text
+        started_after_ms = max(0.0, (self.now_seconds - speech_end) * 1000)
+        reply.task = asyncio.create_task(self._run_turn(reply, audio, transcript, started_after_ms))
+        return reply
 
     async def _run_turn(
-        self, reply: _Reply, utterance: endpointing.Utterance, transcript: Transcribed | None
+        self,
+        reply: Reply,
+        audio: np.ndarray,
+        transcript: Transcribed | None,
+        started_after_ms: float,
     ) -> None:
+        preemptive = reply.held
         try:
             async for event in self.pipeline.run(
                 reply.turn,
-                audio=utterance.samples,
+                audio=audio,
                 text=None,
                 requested=self.mode,
                 clock=TurnClock(),
@@ -315,23 +322,42 @@ class DuplexSession:
                     reply.pieces.append((event.text, len(event.audio.samples)))
                 elif isinstance(event, TurnOutcome):
                     reply.outcome, reply.mode = event, event.mode
+                    timings = event.metadata["timings_ms"]
+                    timings["started_after_speech_ms"] = started_after_ms
                     if transcript is not None:
-                        event.metadata["timings_ms"]["asr"] = 0.0  # done before the turn ended
-                self.events.put_nowait(event)
-            if reply.played >= reply.queued and reply.outcome is not None:
-                self._finish_reply(reply.outcome.reply_text)
+                        timings["asr"] = 0.0  # done before the turn ended
+                    if preemptive:
+                        event.metadata["preemptive"] = True
+                self._emit(reply, event)
         except VoiceProcessingError as exc:
-            self.events.put_nowait(TurnFailed(type(exc).__name__, str(exc)))
+            self._emit(reply, TurnFailed(type(exc).__name__, str(exc)))
+        if not reply.held:
+            self._after_turn(reply)
+
+    def _emit(self, reply: Reply, event: TurnEvent) -> None:
+        if reply.held:
+            reply.buffer.append(event)
+        else:
+            self.events.put_nowait(event)
+
+    def _after_turn(self, reply: Reply) -> None:
+        """The turn is made: forget a failed one; store one whose audio was all played."""
+        if reply is not self._reply:
+            return
+        if reply.outcome is None:
             self._reply = None
+        elif reply.played >= reply.queued:
+            self._finish_reply(reply, reply.outcome.reply_text)
 
-    def _finish_reply(self, spoken: str) -> None:
+    def _finish_reply(self, reply: Reply, spoken: str) -> None:
         """The reply played to its end: store it (in the background) and forget it."""
-        reply, self._reply = self._reply, None
-        if reply is not None:
-            task = asyncio.create_task(self._store(reply, spoken))
-            task.add_done_callback(_log_failure)
+        if reply is not self._reply:
+            return
+        self._reply = None
+        task = asyncio.create_task(self._store(reply, spoken))
+        task.add_done_callback(_log_failure)
 
-    async def _store(self, reply: _Reply, spoken: str) -> None:
+    async def _store(self, reply: Reply, spoken: str) -> None:
         """Store the turn with the part of the reply that was heard, then learn from it."""
         outcome = reply.outcome
         if outcome is None:
@@ -354,19 +380,9 @@ class DuplexSession:
 
     def _is_backchannel(self, words: str) -> bool:
         """No words, a backchannel ("okay"), or Coda's own words coming back as echo."""
-        said = _normalize(words)
-        if not said or said in self._backchannels:
-            return True
-        return self._is_own_echo(said)
-
-    def _is_own_echo(self, said: str) -> bool:
-        share = self._streaming.self_echo_overlap
-        reply = self._reply
-        if not share or reply is None:
-            return False
-        heard = said.split()
-        spoken = set(_normalize(" ".join(text for text, _ in reply.pieces)).split())
-        return sum(word in spoken for word in heard) >= share * len(heard)
+        return is_backchannel(
+            words, self._reply, self._backchannels, self._streaming.self_echo_overlap
+        )
 
     def _maybe_barge_in(self) -> None:
         speech = self.frontend.endpointer.speech_seconds
@@ -380,7 +396,7 @@ class DuplexSession:
         audio = self.frontend.endpointer.current_utterance()
         self._spawn(self._check_barge_in(audio, speech, self._reply))
 
-    async def _check_barge_in(self, audio: np.ndarray, speech: float, over: _Reply | None) -> None:
+    async def _check_barge_in(self, audio: np.ndarray, speech: float, over: Reply | None) -> None:
         words = await self._words(audio)
         log.debug("barge-in check after %.2f s of speech: %r", speech, words)
         # Only the reply the speech was heard over is interrupted, not a newer one.
@@ -389,18 +405,16 @@ class DuplexSession:
 
     async def _interrupt(self, heard: str) -> None:
         reply, self._reply = self._reply, None  # at once: a concurrent check sees no reply
-        await self._cancel_turn()
         if reply is None:
             return
+        await cancel(reply)
         self.interruptions += 1
         spoken = reply.spoken_text()
         self.events.put_nowait(Interrupted(spoken, heard, reply.played / self._output_rate))
         if reply.user_text:
             await self._store(reply, spoken)
 
-    async def _cancel_turn(self) -> None:
-        turn, self._turn = self._turn, None
-        if turn is not None and not turn.done():
-            turn.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await turn
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("storing a turn failed: %s", task.exception())

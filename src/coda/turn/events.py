@@ -3,7 +3,7 @@
 Responders emit ``TextDelta``, ``SpokenPiece`` and ``TurnFinished``; the pipeline
 adds ``Transcribed``, ``MemoryRecalled`` and ``ToolCalled`` and ends with the
 ``TurnOutcome``; the live session adds ``SpeechStarted``, ``SpeechEnded``,
-``Interrupted`` and ``TurnFailed``. ``VoiceStreamChunk``, the websocket's JSON
+``ReplyDiscarded``, ``Interrupted`` and ``TurnFailed``. ``VoiceStreamChunk``, the websocket's JSON
 and the browser page are each one mapping of these.
 """
 
@@ -28,10 +28,27 @@ class SpeechStarted:
 
 @dataclass(frozen=True)
 class SpeechEnded:
-    """The user's turn is over; ``endpointing_ms`` after the true end of speech."""
+    """The user's turn is over; ``endpointing_ms`` after the true end of speech.
+
+    ``reason`` says why the pause was taken as the end (the turn-taking verdict).
+    """
 
     at_seconds: float
     endpointing_ms: float
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ReplyDiscarded:
+    """A reply prepared during a pause was thrown away: the user went on speaking.
+
+    Attributes:
+        words: What the user had said when the reply was started.
+        wasted_ms: How long it had been in the making.
+    """
+
+    words: str
+    wasted_ms: float
 
 
 @dataclass(frozen=True)
@@ -144,6 +161,7 @@ class TurnFailed:
 TurnEvent = (
     SpeechStarted
     | SpeechEnded
+    | ReplyDiscarded
     | Transcribed
     | MemoryRecalled
     | ToolCalled

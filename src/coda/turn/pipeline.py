@@ -240,6 +240,7 @@ class TurnPipeline:
             max_sentences=plan.max_sentences,
             speaking_rate=plan.speaking_rate,
             volume_gain=plan.volume_gain,
+            conversation_id=turn.conversation_id,
         )
 
     async def commit(self, outcome: TurnOutcome) -> None:

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from coda.audio.decode import resample
+from coda.audio.smart_turn import SmartTurn
 from coda.core.config import VoiceConfig
 from coda.core.enums import VoiceProcessingMode
 from coda.core.errors import VoiceInitializationError
@@ -64,6 +65,7 @@ class VoiceEngine:
         self.policy = AdaptivePolicy(max_latency_ms=config.max_latency_ms)
         self.intake = Intake(config.audio)
         self.pipeline: TurnPipeline | None = None
+        self.smart_turn: SmartTurn | None = None
 
     @property
     def store(self) -> Any:
@@ -120,6 +122,12 @@ class VoiceEngine:
             )
             hooks = self.integrations.hooks()
             loads = [self.stt.load(), self.tts.load(), self.llm.load(), self.intake.open()]
+            if self.config.streaming.smart_turn:
+                self.smart_turn = SmartTurn.installed()
+                if self.smart_turn is None:
+                    log.info("pipecat-ai is not installed: turn-taking goes by the words alone")
+                else:
+                    loads.append(self.smart_turn.load())
             loads += [hook.open() for hook in hooks]
             report("load models", 0, len(loads))
             for loaded, load in enumerate(asyncio.as_completed(loads), start=1):
@@ -202,12 +210,13 @@ class VoiceEngine:
         self.integrations = Integrations()
         built, self.built = self.built, ResponderSet()
         background = self.background_llm if self.background_llm is not self.llm else None
-        providers = (self.stt, self.tts, self.llm, background, built.secondary_llm, built.s2s)
+        providers = (self.stt, self.tts, self.llm, background, built.secondary_llm, built.s2s,
+                     self.smart_turn)  # fmt: skip
         for provider in providers:
             if provider is not None:
                 with contextlib.suppress(Exception):
                     await provider.close()
-        self.stt = self.tts = self.llm = self.background_llm = None
+        self.stt = self.tts = self.llm = self.background_llm = self.smart_turn = None
         self.vram.release_all()
         await self.conversations.close()
         self.intake.close()

@@ -1,16 +1,61 @@
-"""The embedded language model: a GGUF file run by llama.cpp in-process."""
+"""The embedded language model: a GGUF file run by llama.cpp in-process.
+
+Several conversations at once each get a slot: a llama.cpp context of its own
+(the weights are shared through the file's memory map), so switching between
+them costs nothing and each keeps its conversation's evaluated prefix. Every
+evaluation (a token, or a chunk of the prompt) is one slice of the compute
+scheduler (``coda.providers.scheduler``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coda.core.config import LLMConfig
 from coda.core.errors import LLMIntegrationError, VoiceInitializationError
 from coda.providers.base import GenerationRequest, GenerationStats
+from coda.providers.scheduler import CPU, ComputeScheduler, Ticket, current_ticket
 from coda.worker import WorkerThread
+
+SLICE_TOKENS = 32
+"""Prompt tokens evaluated per scheduler slice (~50-100 ms here), so a long prompt of
+background work yields to a turn's first words between slices."""
+
+
+@functools.cache
+def _gated_llama() -> type:
+    """``Llama`` whose every evaluation (prompt chunk or token) is a scheduler slice."""
+    from llama_cpp import Llama
+
+    class GatedLlama(Llama):
+        def __init__(self, scheduler: ComputeScheduler, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.scheduler = scheduler
+            self.ticket: Ticket | None = None
+
+        def eval(self, tokens: Sequence[int]) -> None:
+            for start in range(0, len(tokens), SLICE_TOKENS):
+                with self.scheduler.slice(self.ticket, "llm"):
+                    super().eval(tokens[start : start + SLICE_TOKENS])
+
+    return GatedLlama
+
+
+@dataclass
+class _Slot:
+    """One llama.cpp context, its thread, and the conversation whose prefix it holds."""
+
+    llm: Any
+    worker: WorkerThread
+    key: str = ""
+    busy: bool = False
+    used: int = 0
 
 
 class LlamaCppLLM:
@@ -23,30 +68,73 @@ class LlamaCppLLM:
 
     name = "llamacpp"
 
-    def __init__(self, config: LLMConfig, model_path: Path, *, reuse_prefix: bool = True) -> None:
+    def __init__(
+        self,
+        config: LLMConfig,
+        model_path: Path,
+        *,
+        reuse_prefix: bool = True,
+        slots: int | None = None,
+        scheduler: ComputeScheduler = CPU,
+    ) -> None:
         self._config = config
         self._path = model_path
         self._reuse_prefix = reuse_prefix
-        self._llm: Any = None
-        self._worker = WorkerThread(self.name)
+        self._max_slots = max(1, config.parallel_slots if slots is None else slots)
+        self._scheduler = scheduler
+        self._slots: list[_Slot] = []
+        self._changed = asyncio.Condition()
+        self._uses = 0
         self.model = model_path.name
 
     def twin(self) -> LlamaCppLLM:
         """Another instance of the same model, with its own cache (for background work)."""
-        return LlamaCppLLM(self._config, self._path, reuse_prefix=self._reuse_prefix)
+        return LlamaCppLLM(self._config, self._path, reuse_prefix=self._reuse_prefix, slots=1)
 
     async def load(self) -> None:
-        """Load the GGUF on the worker thread."""
-        if self._llm is None:
-            self._llm = await self._worker.run(self._load)
+        """Load the GGUF into the first slot (more are added as conversations overlap)."""
+        if not self._slots:
+            await self._add_slot()
+
+    async def _add_slot(self) -> _Slot:
+        worker = WorkerThread(f"{self.name}-{len(self._slots)}")
+        try:
+            slot = _Slot(await worker.run(self._load), worker)
+        except BaseException:
+            worker.shutdown()
+            raise
+        self._slots.append(slot)
+        return slot
+
+    async def _acquire(self, key: str) -> _Slot:
+        """A free slot: the one holding ``key``'s prefix, else the least recently used."""
+        async with self._changed:
+            while True:
+                free = [s for s in self._slots if not s.busy]
+                mine = [s for s in free if s.key == key]
+                if mine or (free and len(self._slots) >= self._max_slots):
+                    slot = (mine or sorted(free, key=lambda s: s.used))[0]
+                    break
+                if len(self._slots) < self._max_slots:
+                    slot = await self._add_slot()
+                    break
+                await self._changed.wait()
+            slot.busy, slot.key = True, key
+            self._uses += 1
+            slot.used = self._uses
+            return slot
+
+    async def _release(self, slot: _Slot) -> None:
+        async with self._changed:
+            slot.busy = False
+            self._changed.notify_all()
 
     def _load(self) -> Any:
-        from llama_cpp import Llama
-
         if not self._path.is_file():
             raise VoiceInitializationError(f"GGUF model not found: {self._path}")
         try:
-            return Llama(
+            return _gated_llama()(
+                self._scheduler,
                 model_path=str(self._path),
                 n_ctx=self._config.context_tokens,
                 n_threads=self._config.threads or os.cpu_count() or 1,
@@ -58,15 +146,19 @@ class LlamaCppLLM:
     async def stream(
         self, request: GenerationRequest, stats: GenerationStats
     ) -> AsyncIterator[str]:
-        """Stream the reply's text deltas."""
-        if self._llm is None:
+        """Stream the reply's text deltas, one scheduler slice per token."""
+        if not self._slots:
             raise LLMIntegrationError("the embedded model is not loaded: call initialize()")
+        ticket = current_ticket.get()
+        slot = await self._acquire(ticket.key if ticket else "")
+        llm = slot.llm
 
         def generate() -> Iterator[str]:
+            llm.ticket = ticket  # every evaluation slice is scheduled for this turn
             if not self._reuse_prefix:
-                self._llm.reset()
-            cached_before = self._llm.n_tokens
-            chunks = self._llm.create_chat_completion(
+                llm.reset()
+            cached_before = llm.n_tokens
+            chunks = llm.create_chat_completion(
                 messages=[m.as_dict() for m in request.messages],
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
@@ -92,14 +184,16 @@ class LlamaCppLLM:
             stats.completion_tokens = count
 
         try:
-            async for delta in self._worker.stream(generate):
+            async for delta in slot.worker.stream(generate):
                 yield delta
         except (RuntimeError, ValueError) as exc:
             raise LLMIntegrationError(f"llama.cpp generation failed: {exc}") from exc
+        finally:
+            await self._release(slot)
 
     async def close(self) -> None:
-        """Free the model."""
-        llm, self._llm = self._llm, None
-        if llm is not None:
-            await self._worker.run(llm.close)
-        self._worker.shutdown()
+        """Free the model's contexts."""
+        slots, self._slots = self._slots, []
+        for slot in slots:
+            await slot.worker.run(slot.llm.close)
+            slot.worker.shutdown()

@@ -11,6 +11,7 @@ from coda.assets.embedded import piper_joe_voice
 from coda.core.config import TTSConfig
 from coda.core.errors import AudioProcessingError, VoiceInitializationError
 from coda.providers.base import SpeechAudio
+from coda.providers.scheduler import CPU, ComputeScheduler, Ticket, current_ticket
 from coda.worker import WorkerThread
 
 
@@ -19,8 +20,9 @@ class PiperTTS:
 
     name = "piper"
 
-    def __init__(self, config: TTSConfig) -> None:
+    def __init__(self, config: TTSConfig, scheduler: ComputeScheduler = CPU) -> None:
         self._config = config
+        self._scheduler = scheduler
         self._voice: Any = None
         self._worker = WorkerThread(self.name)
 
@@ -57,9 +59,13 @@ class PiperTTS:
         """
         if self._voice is None:
             raise AudioProcessingError("speech synthesis is not loaded: call initialize()")
-        return await self._worker.run(self._synthesize, text, speaking_rate)
+        return await self._worker.run(self._synthesize, text, speaking_rate, current_ticket.get())
 
-    def _synthesize(self, text: str, speaking_rate: float) -> SpeechAudio:
+    def _synthesize(self, text: str, speaking_rate: float, ticket: Ticket | None) -> SpeechAudio:
+        with self._scheduler.slice(ticket, "tts"):  # one clause is one slice
+            return self._speak(text, speaking_rate)
+
+    def _speak(self, text: str, speaking_rate: float) -> SpeechAudio:
         from piper import SynthesisConfig
 
         settings = self._config
