@@ -53,8 +53,8 @@ class StreamingConfig:
             mark still ends it).
     """
 
-    first_clause_min_words: int = 4
-    first_piece_max_words: int = 5
+    first_clause_min_words: int = 2
+    first_piece_max_words: int = 4
     max_sentence_chars: int = 160
     turn_timeout_seconds: float = 30.0
     barge_in_min_speech_ms: int = 300
@@ -63,7 +63,7 @@ class StreamingConfig:
         "ok", "okay", "right", "sure", "i see", "got it", "aha",
     )  # fmt: skip
     self_echo_overlap: float = 0.8
-    tentative_end_ms: int = 120
+    tentative_end_ms: int = 80
     preemptive_reply: bool = True
     end_silence_complete_ms: int = 120
     end_silence_unsure_ms: int = 500

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import contextvars
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import numpy as np
 
@@ -129,6 +129,7 @@ class CascadeResponder:
                         reply.append(event.text)
                     yield event  # type: ignore[misc]
         finally:
+            ticket.done = True  # background work need not wait for this turn any more
             for task in (llm_task, tts_task):
                 task.cancel()
             for task in (llm_task, tts_task):
@@ -147,11 +148,14 @@ class CascadeResponder:
 
     async def _deltas(
         self, request: GenerationRequest, stats: GenerationStats, known: str | None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """The LLM's reply, or the one already known (from memory), as text deltas."""
         if known is None:
-            async for delta in self.llm.stream(request, stats):
-                yield delta
+            # Closed at once when the consumer stops early (the sentence budget), so
+            # the model stops and its slot is free for the next turn.
+            async with contextlib.aclosing(self.llm.stream(request, stats)) as deltas:
+                async for delta in deltas:
+                    yield delta
             return
         stats.finish_reason = "memory"
         for word in re.findall(r"\S+\s*", known):
@@ -176,19 +180,20 @@ class CascadeResponder:
         )
         started = clock.since()
         try:
-            async for delta in self._deltas(request, stats, known):
-                if "llm_first_token" not in clock.marks:
-                    clock.marks["llm_first_token"] = clock.stop(started)
-                    clock.mark("llm_first_token_at")
-                events.put_nowait(TextDelta(delta))
-                for sentence in splitter.feed(delta):
-                    clock.mark("llm_first_clause")
-                    ticket.written = True  # the rest of the reply can wait its turn
-                    sentences.put_nowait(sentence)
-                    ended += sentence.rstrip().endswith(_SENTENCE_END)
-                if max_sentences is not None and ended >= max_sentences:
-                    stats.finish_reason = "sentence_budget"
-                    break
+            async with contextlib.aclosing(self._deltas(request, stats, known)) as deltas:
+                async for delta in deltas:
+                    if "llm_first_token" not in clock.marks:
+                        clock.marks["llm_first_token"] = clock.stop(started)
+                        clock.mark("llm_first_token_at")
+                    events.put_nowait(TextDelta(delta))
+                    for sentence in splitter.feed(delta):
+                        clock.mark("llm_first_clause")
+                        ticket.written = True  # the rest of the reply can wait its turn
+                        sentences.put_nowait(sentence)
+                        ended += sentence.rstrip().endswith(_SENTENCE_END)
+                    if max_sentences is not None and ended >= max_sentences:
+                        stats.finish_reason = "sentence_budget"
+                        break
             tail = None if stats.finish_reason == "sentence_budget" else splitter.flush()
             if tail:
                 clock.mark("llm_first_clause")

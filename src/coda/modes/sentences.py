@@ -1,7 +1,8 @@
 """Split a streaming reply into speakable pieces as soon as each one is complete.
 
 A piece ends at sentence punctuation followed by a space, except after a known
-abbreviation ("Dr.", "e.g.") or inside a number ("3.14"). A sentence that runs
+abbreviation ("Dr.", "e.g.") or inside a number ("3.14"); "!" and "?" end it at
+once. A sentence that runs
 past ``max_chars`` is cut at its last clause boundary (comma, semicolon, colon,
 dash) so synthesis never waits on a very long sentence. The first piece of a
 reply may end at a clause boundary once it has ``first_clause_min_words`` words,
@@ -82,6 +83,10 @@ class SentenceSplitter:
         for match in _END.finditer(self._buffer):
             if not self._is_abbreviation(match.start()) and not self._is_list_number(match.start()):
                 return match.end()
+        # "!" and "?" end a sentence at once: unlike ".", they open no abbreviation
+        # or number, so synthesis need not wait for the next token.
+        if self._buffer.endswith(("!", "?")) and any(ch.isalnum() for ch in self._buffer):
+            return len(self._buffer)
         return None
 
     def _first_clause_end(self) -> int | None:

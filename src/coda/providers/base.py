@@ -7,7 +7,7 @@ Providers load lazily in ``load()`` (called once from the engine's
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -117,7 +117,9 @@ class LanguageModel(Protocol):
     async def load(self) -> None:
         """Load the model or check the server answers (raises LLMIntegrationError)."""
 
-    def stream(self, request: GenerationRequest, stats: GenerationStats) -> AsyncIterator[str]:
+    def stream(
+        self, request: GenerationRequest, stats: GenerationStats
+    ) -> AsyncGenerator[str, None]:
         """Yield the reply's text deltas; fill ``stats`` as it goes."""
         ...
 

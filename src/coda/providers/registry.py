@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -140,12 +141,13 @@ class LazyLLM:
 
     async def stream(
         self, request: GenerationRequest, stats: GenerationStats
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """The model's text deltas (loading it first if needed)."""
         await self.load()
         assert self._llm is not None
-        async for delta in self._llm.stream(request, stats):
-            yield delta
+        async with contextlib.aclosing(self._llm.stream(request, stats)) as deltas:
+            async for delta in deltas:
+                yield delta
 
     async def close(self) -> None:
         """Free the model."""

@@ -9,10 +9,12 @@ the scheduler, which grants the next one to, in order:
 2. the continuation of a turn already speaking;
 3. work for no turn (background learning, summaries, warm-up).
 
-Within a level the older turn goes first. A turn writing its first words
-reaches for its next slice a moment after releasing the last, so lower levels
-wait ``FIRST_WORDS_GRACE_S`` after each first-words slice before taking the
-gate. So no conversation's first words wait behind another's long reply. A
+Within a level the older turn goes first. A turn reaches for its next slice a
+moment after releasing the last (sampling, handing a clause to synthesis), so
+the gate is held for it: a continuation waits while another turn worked on its
+first words in the last ``FIRST_WORDS_HOLD_S``, and background work waits while
+any turn worked in the last ``TURN_HOLD_S``. So no conversation's first words
+wait behind another's long reply, nor any reply behind background learning. A
 turn's claim (``Ticket``) travels with it in a context variable, set by the
 cascade, so providers need no extra arguments.
 """
@@ -31,8 +33,10 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 _orders = itertools.count()
-FIRST_WORDS_GRACE_S = 0.01
-"""After a first-words slice, lower priorities wait this long for the next one (s)."""
+FIRST_WORDS_HOLD_S = 0.05
+"""A turn writing its first words keeps the gate from continuations this long (s)."""
+TURN_HOLD_S = 0.5
+"""A turn in progress keeps the gate from background work this long after a slice (s)."""
 
 
 class Priority(IntEnum):
@@ -52,12 +56,14 @@ class Ticket:
         order: Arrival order; older turns go first within a priority.
         written: The LLM has written the first clause.
         spoken: The first clause is synthesized (the turn has spoken).
+        done: The turn needs no more slices.
     """
 
     key: str
     order: int = field(default_factory=lambda: next(_orders))
     written: bool = False
     spoken: bool = False
+    done: bool = False
 
     def priority(self, kind: str) -> Priority:
         """The priority of this turn's next ``kind`` ("llm" or "tts") slice."""
@@ -78,6 +84,7 @@ class Grant:
     key: str
     kind: str
     priority: Priority
+    at: float  # monotonic time of the grant, in seconds
 
 
 class ComputeScheduler:
@@ -95,8 +102,24 @@ class ComputeScheduler:
         self._waiting: list[tuple[int, int, int]] = []
         self._sequence = itertools.count()
         self._condition = threading.Condition()
-        self._reserved_until = 0.0  # monotonic time until which first words keep the gate
+        self._recent: dict[int, tuple[Ticket, float]] = {}  # turn → its last slice's end
         self.grants: deque[Grant] = deque(maxlen=history)
+
+    def _held_for_others(self, ticket: Ticket | None, priority: Priority) -> float:
+        """How long the gate is still kept from this waiter for other turns (s; 0: not)."""
+        if priority is Priority.FIRST_WORDS:
+            return 0.0
+        now = time.monotonic()
+        hold = 0.0
+        for order, (other, last) in list(self._recent.items()):
+            if other.done or now - last > TURN_HOLD_S:
+                del self._recent[order]
+            elif other is not ticket:
+                if priority is Priority.BACKGROUND:
+                    hold = max(hold, last + TURN_HOLD_S - now)
+                elif not other.spoken:
+                    hold = max(hold, last + FIRST_WORDS_HOLD_S - now)
+        return max(0.0, hold)
 
     @contextmanager
     def slice(self, ticket: Ticket | None, kind: str) -> Iterator[None]:
@@ -104,27 +127,28 @@ class ComputeScheduler:
         priority = Priority.BACKGROUND if ticket is None else ticket.priority(kind)
         order = -1 if ticket is None else ticket.order
         entry = (int(priority), order, next(self._sequence))
-        urgent = priority is Priority.FIRST_WORDS
         with self._condition:
             heapq.heappush(self._waiting, entry)
             while True:
                 if self._busy < self._capacity and self._waiting[0] == entry:
-                    reserved = 0.0 if urgent else self._reserved_until - time.monotonic()
-                    if reserved <= 0:
+                    held = self._held_for_others(ticket, priority)
+                    if held <= 0:
                         break
-                    self._condition.wait(reserved)
+                    self._condition.wait(held)
                 else:
                     self._condition.wait()
             heapq.heappop(self._waiting)
             self._busy += 1
-            self.grants.append(Grant(ticket.key if ticket else "", kind, priority))
+            self.grants.append(
+                Grant(ticket.key if ticket else "", kind, priority, time.monotonic())
+            )
         try:
             yield
         finally:
             with self._condition:
                 self._busy -= 1
-                if urgent:
-                    self._reserved_until = time.monotonic() + FIRST_WORDS_GRACE_S
+                if ticket is not None:
+                    self._recent[ticket.order] = (ticket, time.monotonic())
                 self._condition.notify_all()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,10 @@ from coda.providers.scheduler import CPU, ComputeScheduler, Ticket, current_tick
 from coda.worker import WorkerThread
 
 SLICE_TOKENS = 32
-"""Prompt tokens evaluated per scheduler slice (~50-100 ms here), so a long prompt of
-background work yields to a turn's first words between slices."""
+"""Prompt tokens a turn evaluates per scheduler slice (~200 ms here)."""
+BACKGROUND_SLICE_TOKENS = 8
+"""The same for background work (~50 ms), so a turn arriving during a long
+background prompt waits at most that long for the gate."""
 
 
 @functools.cache
@@ -40,9 +42,10 @@ def _gated_llama() -> type:
             self.ticket: Ticket | None = None
 
         def eval(self, tokens: Sequence[int]) -> None:
-            for start in range(0, len(tokens), SLICE_TOKENS):
+            size = SLICE_TOKENS if self.ticket is not None else BACKGROUND_SLICE_TOKENS
+            for start in range(0, len(tokens), size):
                 with self.scheduler.slice(self.ticket, "llm"):
-                    super().eval(tokens[start : start + SLICE_TOKENS])
+                    super().eval(tokens[start : start + size])
 
     return GatedLlama
 
@@ -107,13 +110,15 @@ class LlamaCppLLM:
         return slot
 
     async def _acquire(self, key: str) -> _Slot:
-        """A free slot: the one holding ``key``'s prefix, else the least recently used."""
+        """A free slot: the one holding ``key``'s prefix, else the least recently used.
+
+        A new slot is made only when every slot is busy, up to ``parallel_slots``.
+        """
         async with self._changed:
             while True:
-                free = [s for s in self._slots if not s.busy]
-                mine = [s for s in free if s.key == key]
-                if mine or (free and len(self._slots) >= self._max_slots):
-                    slot = (mine or sorted(free, key=lambda s: s.used))[0]
+                free = sorted((s for s in self._slots if not s.busy), key=lambda s: s.used)
+                if free:
+                    slot = next((s for s in free if s.key == key), free[0])
                     break
                 if len(self._slots) < self._max_slots:
                     slot = await self._add_slot()
@@ -145,7 +150,7 @@ class LlamaCppLLM:
 
     async def stream(
         self, request: GenerationRequest, stats: GenerationStats
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Stream the reply's text deltas, one scheduler slice per token."""
         if not self._slots:
             raise LLMIntegrationError("the embedded model is not loaded: call initialize()")
@@ -157,7 +162,7 @@ class LlamaCppLLM:
             llm.ticket = ticket  # every evaluation slice is scheduled for this turn
             if not self._reuse_prefix:
                 llm.reset()
-            cached_before = llm.n_tokens
+            cached = list(llm.input_ids[: llm.n_tokens])  # what the context holds now
             chunks = llm.create_chat_completion(
                 messages=[m.as_dict() for m in request.messages],
                 max_tokens=request.max_tokens,
@@ -171,7 +176,6 @@ class LlamaCppLLM:
                     else None
                 ),
             )
-            stats.extra["kv_tokens_before"] = cached_before
             count = 0
             for chunk in chunks:
                 choice = chunk["choices"][0]
@@ -182,6 +186,11 @@ class LlamaCppLLM:
                     count += 1
                     yield delta
             stats.completion_tokens = count
+            stats.prompt_tokens = prompt = max(0, llm.n_tokens - count)
+            # How much of the prompt the context already held (evaluated for free).
+            stats.extra["kv_tokens_reused"] = llm.longest_token_prefix(
+                cached, list(llm.input_ids[:prompt])
+            )
 
         try:
             async for delta in slot.worker.stream(generate):

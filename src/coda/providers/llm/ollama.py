@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx
 
@@ -65,7 +65,7 @@ class OllamaLLM:
 
     async def stream(
         self, request: GenerationRequest, stats: GenerationStats
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Stream the reply's text deltas."""
         from ollama import ResponseError
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, cast
 
 from coda.core.config import LLMConfig
@@ -52,7 +52,7 @@ class OpenAICompatLLM:
 
     async def stream(
         self, request: GenerationRequest, stats: GenerationStats
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Stream the reply's text deltas."""
         from openai import NOT_GIVEN, OpenAIError
 
