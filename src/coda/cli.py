@@ -314,9 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     latency.add_argument(
         "--source",
-        choices=["recordings", "tts"],
+        choices=["recordings", "tts", "typed"],
         default="recordings",
-        help="real human recordings (asterisk-core-sounds-en-wav) or Piper's voice",
+        help="real human recordings (asterisk-core-sounds-en-wav), Piper's voice, or the "
+        "recordings' words as typed messages (session transport)",
     )
     latency.add_argument(
         "--transport",

@@ -30,6 +30,7 @@ from coda.bench import recordings
 from coda.bench.ws_client import Server, started_server, ws_turn
 from coda.core.config import TTSConfig, VoiceConfig
 from coda.core.enums import VoiceProcessingMode
+from coda.core.models import VoiceMessage
 from coda.providers.tts.cache import CachedTTS
 from coda.providers.tts.piper import PiperTTS
 from coda.streaming.duplex import DuplexSession
@@ -52,6 +53,11 @@ PROMPTS = (
     "something-terribly-wrong", "check-number-dial-again", "hello-world",
 )  # fmt: skip
 """The real recordings the latency turns are made of (finished turns, 1-3 s)."""
+TYPED = (
+    "Please try again.", "I'm sorry.", "Goodbye.", "Thank you.", "One moment please.",
+    "Something is terribly wrong.", "Please check the number and dial again.", "Hello world.",
+)  # fmt: skip
+"""What the recordings say, for ``--source typed``: the same turns as typed messages."""
 STAGES = (
     "endpointing",
     "asr",
@@ -97,6 +103,8 @@ async def user_audio(source: str) -> list[np.ndarray]:
     """The turns' audio at 16 kHz: ``recordings`` (real human speech) or ``tts`` (Piper)."""
     if source == "recordings":
         return [recordings.load(name) for name in PROMPTS]
+    if source == "typed":
+        return []
     return await _piper_audio(SCRIPT)
 
 
@@ -116,6 +124,21 @@ def _speech_end(clip: np.ndarray) -> float:
     frames = clip[: len(clip) // 160 * 160].reshape(-1, 160)
     loud = np.nonzero(np.sqrt(np.mean(frames**2, axis=1)) > 10 ** (-50 / 20))[0]
     return (loud[-1] + 1) * 160 / FRONT_END_RATE
+
+
+async def _typed_turn(session: DuplexSession, text: str) -> TurnLatency:
+    """A typed message through the same pipeline: from sending it to the first audio."""
+    message = VoiceMessage(session.conversation_id, b"", text_content=text, speaker=session.speaker)
+    loop = asyncio.get_running_loop()
+    started, first, finished = loop.time(), None, None
+    turn = session.pipeline.message(message, session.mode, session.options, streamed=True)
+    async for event in turn:
+        if isinstance(event, SpokenPiece) and first is None:
+            first = loop.time()
+        elif isinstance(event, TurnOutcome):
+            finished = event.metadata["timings_ms"]
+    assert first is not None and finished is not None
+    return _latency(0.0, (first - started) * 1000, finished)
 
 
 async def _one_turn(session: DuplexSession, clip: np.ndarray) -> TurnLatency:
@@ -238,6 +261,8 @@ async def run_latency_bench(
                     measured = await asyncio.gather(
                         *(
                             _one_turn(session, clips[(turn + i) % len(clips)])
+                            if clips
+                            else _typed_turn(session, TYPED[(turn + i) % len(TYPED)])
                             for i, session in enumerate(sessions)
                         )
                     )
@@ -267,7 +292,14 @@ async def _over_websocket(
             chosen = [clips[(turn + i) % len(clips)] for i in range(plan.concurrent)]
             measured = await asyncio.gather(
                 *(
-                    ws_turn(live, f"bench-ws-{stamp}-{turn}-{i}", c, _speech_end(c), mode.value)
+                    ws_turn(
+                        live,
+                        f"bench-ws-{stamp}-{turn}-{i}",
+                        c,
+                        _speech_end(c),
+                        mode.value,
+                        f"bench-{i}",  # each simulated person speaks as themselves
+                    )
                     for i, c in enumerate(chosen)
                 )
             )

@@ -91,9 +91,9 @@ async def wait_ready(server: Server, process: subprocess.Popen[bytes] | None = N
 
 
 async def ws_turn(
-    server: Server, conversation: str, clip: np.ndarray, speech_end: float, mode: str
+    server: Server, conversation: str, clip: np.ndarray, speech_end: float, mode: str, user: str
 ) -> WsTurn:
-    """Speak ``clip`` into a new conversation; time its end and the first reply audio."""
+    """Speak ``clip`` into a new conversation as ``user``; time its end and first reply audio."""
     url = server.url.replace("http", "ws", 1) + f"/v1/conversations/{conversation}/stream"
     pcm = np.concatenate(
         [
@@ -104,7 +104,8 @@ async def ws_turn(
     )
     frames = (np.clip(pcm, -1, 1) * 32767).astype("<i2")
     async with websockets.connect(
-        f"{url}?rate={FRONT_END_RATE}&mode={mode}", additional_headers={"X-API-Key": server.api_key}
+        f"{url}?rate={FRONT_END_RATE}&mode={mode}&user={user}",
+        additional_headers={"X-API-Key": server.api_key},
     ) as socket:
         ready = json.loads(await socket.recv())
         assert ready["type"] == "ready", ready

@@ -68,8 +68,9 @@ class LLMConfig:
         context_tokens: Context window of the embedded model, in tokens.
         threads: CPU threads for the embedded model (0: all cores).
         parallel_slots: Conversations the embedded model serves at once, each in a
-            llama.cpp context of its own (~0.6 GB each, added as turns overlap);
-            turns beyond it wait for a free one.
+            llama.cpp context of its own (~0.6 GB each: the repacked weights and
+            the cache; the first loads at start, the others just after, in the
+            background); turns beyond it wait for a free one.
         system_prompt: Instructions that open every conversation.
         probe_timeout_seconds: How long "auto" waits for Ollama to answer, in seconds.
         seed: Sampling seed for reproducible replies (None: a fresh one each turn).

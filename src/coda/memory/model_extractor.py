@@ -17,6 +17,7 @@ from coda.core.models import LLMMessage
 from coda.memory.extraction import statements
 from coda.memory.facts import Fact
 from coda.providers.base import GenerationRequest, GenerationStats, LanguageModel
+from coda.providers.scheduler import current_ticket
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,9 @@ class ModelExtractor:
         request = GenerationRequest(
             messages, max_tokens=160, temperature=0.0, top_p=1.0, seed=0, json_schema=_SCHEMA
         )
+        ticket = current_ticket.get()
+        if ticket is not None:
+            ticket.optional = True  # best effort: the next turn does not wait for it
         try:
             await self.llm.load()
             text = "".join([d async for d in self.llm.stream(request, GenerationStats())])

@@ -7,7 +7,8 @@ the scheduler, which grants the next one to, in order:
 1. a turn that has not spoken yet: its LLM until the first clause is written,
    then the synthesis of that clause;
 2. the continuation of a turn already speaking;
-3. work for no turn (background learning, summaries, warm-up).
+3. work for no turn (background learning, summaries, warm-up), unless a turn
+   is waiting for it (the speaker's previous turn is still being learned).
 
 Within a level the older turn goes first. A turn reaches for its next slice a
 moment after releasing the last (sampling, handing a clause to synthesis), so
@@ -57,6 +58,10 @@ class Ticket:
         written: The LLM has written the first clause.
         spoken: The first clause is synthesized (the turn has spoken).
         done: The turn needs no more slices.
+        background: Work after a turn (learning) rather than a turn.
+        awaited: A turn is waiting for this background work: it is urgent now.
+        optional: The rest of this background work is best effort: no turn waits
+            for it (a model reading what the rules could not).
     """
 
     key: str
@@ -64,9 +69,15 @@ class Ticket:
     written: bool = False
     spoken: bool = False
     done: bool = False
+    background: bool = False
+    awaited: bool = False
+    optional: bool = False
 
     def priority(self, kind: str) -> Priority:
         """The priority of this turn's next ``kind`` ("llm" or "tts") slice."""
+        if self.background:
+            urgent = self.awaited and not self.optional
+            return Priority.FIRST_WORDS if urgent else Priority.BACKGROUND
         done = self.written if kind == "llm" else self.spoken
         return Priority.CONTINUATION if done else Priority.FIRST_WORDS
 
@@ -147,7 +158,7 @@ class ComputeScheduler:
         finally:
             with self._condition:
                 self._busy -= 1
-                if ticket is not None:
+                if ticket is not None and not ticket.background:
                     self._recent[ticket.order] = (ticket, time.monotonic())
                 self._condition.notify_all()
 

@@ -214,7 +214,8 @@ class TurnPipeline:
     async def before_reply(self, turn: TurnContext) -> ReplyPlan:
         """The ``before_reply`` hooks' plan for ``turn``, its words known (stage 3)."""
         # What the speaker's previous turn is still teaching should be recallable now.
-        await self.background.settled(turn.speaker, self.config.learning_wait_ms / 1000)
+        wait = self.config.learning_wait_ms / 1000  # a model reading it may finish later
+        await self.background.settled(turn.speaker, wait, optional=False)
         plan = ReplyPlan(context=turn.options.system_context)
         for hook in self._included(turn):
             try:

@@ -1,8 +1,9 @@
 """The embedded language model: a GGUF file run by llama.cpp in-process.
 
-Several conversations at once each get a slot: a llama.cpp context of its own
-(the weights are shared through the file's memory map), so switching between
-them costs nothing and each keeps its conversation's evaluated prefix. Every
+Several conversations at once each get a slot: a llama.cpp context of its own,
+so switching between them costs nothing and each keeps its conversation's
+evaluated prefix (a turn takes the free slot that last served its conversation,
+else the least recently used one). Every
 evaluation (a token, or a chunk of the prompt) is one slice of the compute
 scheduler (``coda.providers.scheduler``).
 """
@@ -10,6 +11,7 @@ scheduler (``coda.providers.scheduler``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 from collections.abc import AsyncGenerator, Iterator, Sequence
@@ -30,6 +32,10 @@ BACKGROUND_SLICE_TOKENS = 8
 background prompt waits at most that long for the gate."""
 
 
+PRIME_WAIT_STEPS = 150
+"""New slots wait at most this many 0.2 s steps for the first slot's prompt to copy."""
+
+
 @functools.cache
 def _gated_llama() -> type:
     """``Llama`` whose every evaluation (prompt chunk or token) is a scheduler slice."""
@@ -42,7 +48,8 @@ def _gated_llama() -> type:
             self.ticket: Ticket | None = None
 
         def eval(self, tokens: Sequence[int]) -> None:
-            size = SLICE_TOKENS if self.ticket is not None else BACKGROUND_SLICE_TOKENS
+            turn = self.ticket is not None and not self.ticket.background
+            size = SLICE_TOKENS if turn else BACKGROUND_SLICE_TOKENS
             for start in range(0, len(tokens), size):
                 with self.scheduler.slice(self.ticket, "llm"):
                     super().eval(tokens[start : start + size])
@@ -88,6 +95,8 @@ class LlamaCppLLM:
         self._slots: list[_Slot] = []
         self._changed = asyncio.Condition()
         self._uses = 0
+        self._made = 0
+        self._warming: asyncio.Task[None] | None = None
         self.model = model_path.name
 
     def twin(self) -> LlamaCppLLM:
@@ -95,33 +104,57 @@ class LlamaCppLLM:
         return LlamaCppLLM(self._config, self._path, reuse_prefix=self._reuse_prefix, slots=1)
 
     async def load(self) -> None:
-        """Load the GGUF into the first slot (more are added as conversations overlap)."""
-        if not self._slots:
-            await self._add_slot()
+        """Load the GGUF into the first slot; the others load in the background.
 
-    async def _add_slot(self) -> _Slot:
-        worker = WorkerThread(f"{self.name}-{len(self._slots)}")
+        The other slots (``parallel_slots``) are ready a few seconds later, so the
+        first conversations that overlap do not wait for a context to be made.
+        """
+        if not self._slots:
+            self._slots.append(await self._new_slot())
+            if self._max_slots > 1:
+                self._warming = asyncio.create_task(self._add_slots())
+
+    async def _new_slot(self) -> _Slot:
+        worker = WorkerThread(f"{self.name}-{self._made}")
+        self._made += 1
         try:
-            slot = _Slot(await worker.run(self._load), worker)
+            return _Slot(await worker.run(self._load), worker)
         except BaseException:
             worker.shutdown()
             raise
-        self._slots.append(slot)
-        return slot
+
+    async def _add_slots(self) -> None:
+        while len(self._slots) < self._max_slots:
+            slot = await self._new_slot()  # made outside the lock: free slots stay usable
+            async with self._changed:
+                self._slots.append(slot)
+                self._changed.notify_all()
+        # Then each new slot evaluates what the first one holds (the system prompt,
+        # once the engine's warm-up has run), so a conversation's first turn on it
+        # does not: unless a turn took it meanwhile.
+        first = self._slots[0].llm
+        for _ in range(PRIME_WAIT_STEPS):
+            if first.n_tokens:
+                break
+            await asyncio.sleep(0.2)
+        prefix = list(first.input_ids[: first.n_tokens])
+        for slot in self._slots[1:]:
+            async with self._changed:
+                if slot.busy or slot.llm.n_tokens or not prefix:
+                    continue
+                slot.busy = True
+            try:
+                await slot.worker.run(slot.llm.eval, prefix)
+            finally:
+                await self._release(slot)
 
     async def _acquire(self, key: str) -> _Slot:
-        """A free slot: the one holding ``key``'s prefix, else the least recently used.
-
-        A new slot is made only when every slot is busy, up to ``parallel_slots``.
-        """
+        """A free slot: the one holding ``key``'s prefix, else the least recently used."""
         async with self._changed:
             while True:
                 free = sorted((s for s in self._slots if not s.busy), key=lambda s: s.used)
                 if free:
                     slot = next((s for s in free if s.key == key), free[0])
-                    break
-                if len(self._slots) < self._max_slots:
-                    slot = await self._add_slot()
                     break
                 await self._changed.wait()
             slot.busy, slot.key = True, key
@@ -202,6 +235,10 @@ class LlamaCppLLM:
 
     async def close(self) -> None:
         """Free the model's contexts."""
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(BaseException):
+                await self._warming
         slots, self._slots = self._slots, []
         for slot in slots:
             await slot.worker.run(slot.llm.close)
