@@ -18,6 +18,7 @@ from coda.bench import recordings
 from coda.bench.turn_taking import format_turn_taking, listen, run_turn_taking
 from coda.core.config import StreamingConfig
 from coda.core.enums import VoiceProcessingMode
+from coda.providers.llm.llamacpp import LlamaCppLLM
 from coda.providers.scheduler import CPU, ComputeScheduler, Priority, Ticket
 from coda.streaming.duplex import DuplexSession
 from coda.streaming.turn_taking import TurnEndPolicy, TurnShape, text_shape
@@ -160,6 +161,11 @@ async def test_a_new_turn_speaks_before_another_turns_continuation(
 ) -> None:
     """Two conversations on the real models: B's first clause is not queued behind A."""
     pipeline = manager.engine.require_ready()
+    llm = manager.engine.llm
+    assert isinstance(llm, LlamaCppLLM)
+    async with asyncio.timeout(120):  # the second context loads at the first idle moment
+        while llm.slots < 2:
+            await asyncio.sleep(0.1)
     for cid in ("sched-a", "sched-b"):
         await manager.start_conversation(cid)
     first_piece = asyncio.Event()

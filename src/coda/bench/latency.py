@@ -351,7 +351,7 @@ def plot_latency(reports: list[LatencyReport], path: Path) -> Path:
     axes.set_xlabel(
         "ms from the end of the user's speech to the first reply audio (median breakdown)"
     )
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, frameon=False)
+    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")

@@ -29,6 +29,7 @@ from coda.testing.ports import free_port
 
 STEP = FRONT_END_RATE // 50
 LEAD_SECONDS = 0.5
+WARM_SECONDS = 6.0
 TAIL_SECONDS = 2.5
 
 
@@ -64,6 +65,9 @@ async def started_server(extra_args: list[str]) -> AsyncIterator[Server]:
     server = Server(f"http://127.0.0.1:{port}", key)
     try:
         await wait_ready(server, process)
+        # Ready means answering; the LLM's other contexts load at the first idle
+        # moments just after (a few seconds), as on a server that has been up a while.
+        await asyncio.sleep(WARM_SECONDS)
         yield server
     finally:
         process.terminate()

@@ -96,9 +96,11 @@ class CascadeResponder:
         sentences: asyncio.Queue[object] = asyncio.Queue()
         reply: list[str] = []
         spoken: list[str] = []
-        # The turn's claim on the embedded models, seen by the providers' calls in
-        # these two tasks only (a context of their own, not the caller's).
-        ticket = Ticket(request.conversation_id)
+        # The turn's claim on the embedded models (the pipeline's, or one of its
+        # own when used alone), seen by the providers' calls in these two tasks.
+        ticket = current_ticket.get()
+        own = ticket is None
+        ticket = ticket or Ticket(request.conversation_id)
         context = contextvars.copy_context()
         context.run(current_ticket.set, ticket)
         llm_task = asyncio.create_task(
@@ -129,7 +131,8 @@ class CascadeResponder:
                         reply.append(event.text)
                     yield event  # type: ignore[misc]
         finally:
-            ticket.done = True  # background work need not wait for this turn any more
+            if own:  # the pipeline's ticket ends with the turn, this one with the reply
+                ticket.done = True
             for task in (llm_task, tts_task):
                 task.cancel()
             for task in (llm_task, tts_task):

@@ -114,6 +114,7 @@ class ComputeScheduler:
         self._sequence = itertools.count()
         self._condition = threading.Condition()
         self._recent: dict[int, tuple[Ticket, float]] = {}  # turn → its last slice's end
+        self._last_turn = 0.0  # monotonic end of the latest slice of any turn
         self.grants: deque[Grant] = deque(maxlen=history)
 
     def _held_for_others(self, ticket: Ticket | None, priority: Priority) -> float:
@@ -131,6 +132,10 @@ class ComputeScheduler:
                 elif not other.spoken:
                     hold = max(hold, last + FIRST_WORDS_HOLD_S - now)
         return max(0.0, hold)
+
+    def idle_for(self, seconds: float) -> bool:
+        """No turn has had a slice for ``seconds`` (a good moment for housekeeping)."""
+        return time.monotonic() - self._last_turn >= seconds
 
     @contextmanager
     def slice(self, ticket: Ticket | None, kind: str) -> Iterator[None]:
@@ -159,7 +164,8 @@ class ComputeScheduler:
             with self._condition:
                 self._busy -= 1
                 if ticket is not None and not ticket.background:
-                    self._recent[ticket.order] = (ticket, time.monotonic())
+                    self._last_turn = time.monotonic()
+                    self._recent[ticket.order] = (ticket, self._last_turn)
                 self._condition.notify_all()
 
 

@@ -32,6 +32,7 @@ from coda.deadline import with_deadline
 from coda.modes.clock import TurnClock
 from coda.modes.responder import TurnRequest
 from coda.modes.selection import requested_mode
+from coda.providers.scheduler import Ticket, current_ticket
 from coda.store.conversations import Conversations
 from coda.turn.analytics import TurnStats
 from coda.turn.background import BackgroundQueue
@@ -130,6 +131,11 @@ class TurnPipeline:
             VoiceProcessingError: For any other failure (its cause chained).
         """
         clock = clock or TurnClock()
+        # The turn's claim on the embedded models, for every stage's model calls
+        # (a tool's LLM call, the reply, its synthesis); set before the deadline's
+        # steps start, as each step runs in a copy of this context.
+        ticket = Ticket(turn.conversation_id)
+        token = current_ticket.set(ticket)
         try:
             turn.state = await self.conversations.open(turn.conversation_id)
             async with self.conversations.lock(turn.conversation_id):
@@ -145,6 +151,10 @@ class TurnPipeline:
             self.stats.record_error(error)
             log.exception("turn failed in %s", turn.conversation_id)
             raise VoiceProcessingError(f"the turn failed: {type(error).__name__}") from error
+        finally:
+            ticket.done = True  # background work need not wait for this turn any more
+            with contextlib.suppress(ValueError):  # closed from another context
+                current_ticket.reset(token)
 
     async def _stages(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import os
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,14 +33,31 @@ BACKGROUND_SLICE_TOKENS = 8
 background prompt waits at most that long for the gate."""
 
 
-PRIME_WAIT_STEPS = 150
-"""New slots wait at most this many 0.2 s steps for the first slot's prompt to copy."""
+_keep: list[Any] = []
+IDLE_SECONDS = 1.0
+"""More slots load once no turn has run for this long (loading takes ~0.6 s of CPU)."""
 
 
 @functools.cache
 def _gated_llama() -> type:
-    """``Llama`` whose every evaluation (prompt chunk or token) is a scheduler slice."""
+    """``Llama`` whose every evaluation (prompt chunk or token) is a scheduler slice.
+
+    llama.cpp's own log is dropped here once: with ``verbose=False``
+    llama-cpp-python would instead point the process's stdout and stderr at
+    /dev/null while a model loads, and output of other threads (a slot loading
+    in the background while a turn is printed or logged) would be lost.
+    """
+    import ctypes
+
+    import llama_cpp
     from llama_cpp import Llama
+
+    @llama_cpp.llama_log_callback
+    def quiet(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        del level, text, user_data
+
+    llama_cpp.llama_log_set(quiet, ctypes.c_void_p(0))
+    _keep.append(quiet)  # the C side holds only a pointer
 
     class GatedLlama(Llama):
         def __init__(self, scheduler: ComputeScheduler, **kwargs: Any) -> None:
@@ -99,6 +117,11 @@ class LlamaCppLLM:
         self._warming: asyncio.Task[None] | None = None
         self.model = model_path.name
 
+    @property
+    def slots(self) -> int:
+        """Contexts loaded so far (conversations it can serve at once)."""
+        return len(self._slots)
+
     def twin(self) -> LlamaCppLLM:
         """Another instance of the same model, with its own cache (for background work)."""
         return LlamaCppLLM(self._config, self._path, reuse_prefix=self._reuse_prefix, slots=1)
@@ -106,8 +129,9 @@ class LlamaCppLLM:
     async def load(self) -> None:
         """Load the GGUF into the first slot; the others load in the background.
 
-        The other slots (``parallel_slots``) are ready a few seconds later, so the
-        first conversations that overlap do not wait for a context to be made.
+        The other slots (``parallel_slots``) load at the first idle moments after
+        start, so later conversations that overlap do not wait for a context to
+        be made; until then, overlapping turns wait for the free slot.
         """
         if not self._slots:
             self._slots.append(await self._new_slot())
@@ -124,29 +148,22 @@ class LlamaCppLLM:
             raise
 
     async def _add_slots(self) -> None:
+        """Load the other slots while no turn is running, each primed with the first's prompt.
+
+        Priming copies what the first slot holds (the system prompt, once the
+        engine's warm-up has run), so a conversation's first turn on a new slot
+        does not evaluate it again.
+        """
+        first = self._slots[0].llm
         while len(self._slots) < self._max_slots:
+            while not (first.n_tokens and self._scheduler.idle_for(IDLE_SECONDS)):
+                await asyncio.sleep(IDLE_SECONDS / 4)  # loading would slow a turn down
             slot = await self._new_slot()  # made outside the lock: free slots stay usable
+            prefix = list(first.input_ids[: first.n_tokens])
+            await slot.worker.run(slot.llm.eval, prefix)
             async with self._changed:
                 self._slots.append(slot)
                 self._changed.notify_all()
-        # Then each new slot evaluates what the first one holds (the system prompt,
-        # once the engine's warm-up has run), so a conversation's first turn on it
-        # does not: unless a turn took it meanwhile.
-        first = self._slots[0].llm
-        for _ in range(PRIME_WAIT_STEPS):
-            if first.n_tokens:
-                break
-            await asyncio.sleep(0.2)
-        prefix = list(first.input_ids[: first.n_tokens])
-        for slot in self._slots[1:]:
-            async with self._changed:
-                if slot.busy or slot.llm.n_tokens or not prefix:
-                    continue
-                slot.busy = True
-            try:
-                await slot.worker.run(slot.llm.eval, prefix)
-            finally:
-                await self._release(slot)
 
     async def _acquire(self, key: str) -> _Slot:
         """A free slot: the one holding ``key``'s prefix, else the least recently used."""
@@ -171,13 +188,18 @@ class LlamaCppLLM:
         if not self._path.is_file():
             raise VoiceInitializationError(f"GGUF model not found: {self._path}")
         try:
-            return _gated_llama()(
-                self._scheduler,
-                model_path=str(self._path),
-                n_ctx=self._config.context_tokens,
-                n_threads=self._config.threads or os.cpu_count() or 1,
-                verbose=False,
-            )
+            # verbose=True keeps the process's file descriptors alone (see
+            # _gated_llama); what the constructor prints goes nowhere instead.
+            with contextlib.redirect_stderr(io.StringIO()):
+                llm = _gated_llama()(
+                    self._scheduler,
+                    model_path=str(self._path),
+                    n_ctx=self._config.context_tokens,
+                    n_threads=self._config.threads or os.cpu_count() or 1,
+                    verbose=True,
+                )
+            llm.verbose = False  # and nothing is printed per completion
+            return llm
         except (ValueError, RuntimeError, OSError) as exc:
             raise VoiceInitializationError(f"llama.cpp failed to load {self._path}: {exc}") from exc
 
