@@ -17,7 +17,7 @@ first words in the last ``FIRST_WORDS_HOLD_S``, and background work waits while
 any turn worked in the last ``TURN_HOLD_S``. So no conversation's first words
 wait behind another's long reply, nor any reply behind background learning. A
 turn's claim (``Ticket``) travels with it in a context variable, set by the
-cascade, so providers need no extra arguments.
+turn pipeline (and by background jobs), so providers need no extra arguments.
 """
 
 from __future__ import annotations
