@@ -67,7 +67,6 @@ STAGES = (
     "tts_first_chunk",
     "overhead",
 )
-STEP = FRONT_END_RATE // 50
 
 
 @dataclass
@@ -121,9 +120,7 @@ async def _piper_audio(texts: tuple[str, ...]) -> list[np.ndarray]:
 
 def _speech_end(clip: np.ndarray) -> float:
     """Seconds into ``clip`` where speech ends (last 10 ms frame above -50 dBFS)."""
-    frames = clip[: len(clip) // 160 * 160].reshape(-1, 160)
-    loud = np.nonzero(np.sqrt(np.mean(frames**2, axis=1)) > 10 ** (-50 / 20))[0]
-    return (loud[-1] + 1) * 160 / FRONT_END_RATE
+    return recordings.loud_span(clip, -50.0)[1] / FRONT_END_RATE
 
 
 async def _typed_turn(session: DuplexSession, text: str) -> TurnLatency:
@@ -153,9 +150,9 @@ async def _one_turn(session: DuplexSession, clip: np.ndarray) -> TurnLatency:
     ended_wall: float | None = None
     first_audio_wall: float | None = None
     finished: dict[str, float] | None = None
-    for position in range(0, len(audio), STEP):
-        await session.feed(audio[position : position + STEP])
-        fed += STEP / FRONT_END_RATE
+    for position in range(0, len(audio), recordings.MIC_STEP):
+        await session.feed(audio[position : position + recordings.MIC_STEP])
+        fed += recordings.MIC_STEP / FRONT_END_RATE
         while not session.events.empty():
             event = session.events.get_nowait()
             if isinstance(event, SpeechEnded) and ended_at is None:

@@ -22,6 +22,8 @@ SOUND_DIRS = (
     Path("/usr/share/asterisk/sounds/en_US_f_Allison"),
     Path("/usr/share/asterisk/sounds/en"),
 )
+MIC_STEP = FRONT_END_RATE // 50
+"""A microphone's 20 ms frame at the front end's rate: how the benches feed speech."""
 JOIN_MS = 0
 """The gap between fragments said in one breath ("hello world" + "and"): none, as the
 recordings' own soft edges already leave a short gap."""
@@ -76,13 +78,17 @@ def load(name: str) -> np.ndarray:
     return trim(audio)
 
 
-def trim(audio: np.ndarray, floor_dbfs: float = -45.0) -> np.ndarray:
-    """``audio`` from its first to its last 10 ms above ``floor_dbfs``."""
+def loud_span(audio: np.ndarray, floor_dbfs: float) -> tuple[int, int]:
+    """Samples from the first to the end of the last 10 ms above ``floor_dbfs`` ((0, 0): none)."""
     frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
     loud = np.nonzero(np.sqrt(np.mean(frames**2, axis=1)) > 10 ** (floor_dbfs / 20))[0]
-    if not len(loud):
-        return audio[:0]
-    return audio[loud[0] * 160 : (loud[-1] + 1) * 160]
+    return (int(loud[0]) * 160, (int(loud[-1]) + 1) * 160) if len(loud) else (0, 0)
+
+
+def trim(audio: np.ndarray, floor_dbfs: float = -45.0) -> np.ndarray:
+    """``audio`` from its first to its last 10 ms above ``floor_dbfs``."""
+    start, end = loud_span(audio, floor_dbfs)
+    return audio[start:end]
 
 
 def silence(ms: float) -> np.ndarray:

@@ -16,14 +16,19 @@ from pathlib import Path
 import numpy as np
 
 from coda.audio.frames import FRONT_END_RATE
-from coda.bench.recordings import SpokenTurn, continued_turns, finished_turns, silence
+from coda.bench.recordings import (
+    MIC_STEP,
+    SpokenTurn,
+    continued_turns,
+    finished_turns,
+    silence,
+)
 from coda.core.config import VoiceConfig
 from coda.streaming.duplex import DuplexSession
 from coda.turn.context import TurnOptions
 from coda.turn.events import SpeechEnded, SpokenPiece
 from coda.voice.engine import VoiceEngine
 
-STEP = FRONT_END_RATE // 50
 LEAD_SECONDS = 0.3
 
 
@@ -82,11 +87,11 @@ async def listen(session: DuplexSession, turn: SpokenTurn, real_time: bool) -> H
     heard = Heard(turn, [], [])
     loop = asyncio.get_running_loop()
     started = loop.time()
-    for position in range(0, len(audio), STEP):
-        await session.feed(audio[position : position + STEP])
+    for position in range(0, len(audio), MIC_STEP):
+        await session.feed(audio[position : position + MIC_STEP])
         if real_time:
             await asyncio.sleep(
-                max(0.0, started + (position + STEP) / FRONT_END_RATE - loop.time())
+                max(0.0, started + (position + MIC_STEP) / FRONT_END_RATE - loop.time())
             )
         else:
             await session.settle()

@@ -25,9 +25,9 @@ import numpy as np
 import websockets
 
 from coda.audio.frames import FRONT_END_RATE
+from coda.bench.recordings import MIC_STEP
 from coda.testing.ports import free_port
 
-STEP = FRONT_END_RATE // 50
 LEAD_SECONDS = 0.5
 WARM_SECONDS = 6.0
 TAIL_SECONDS = 2.5
@@ -120,11 +120,11 @@ async def ws_turn(
         timings: dict[str, float] = {}
 
         async def send() -> None:
-            for index, position in enumerate(range(0, len(frames), STEP)):
-                await socket.send(frames[position : position + STEP].tobytes())
+            for index, position in enumerate(range(0, len(frames), MIC_STEP)):
+                await socket.send(frames[position : position + MIC_STEP].tobytes())
                 await asyncio.sleep(max(0.0, started + (index + 1) * 0.02 - loop.time()))
             while "turn" not in seen:  # keep the microphone open, silent, until the reply
-                await socket.send(np.zeros(STEP, "<i2").tobytes())
+                await socket.send(np.zeros(MIC_STEP, "<i2").tobytes())
                 await asyncio.sleep(0.02)
 
         async def receive() -> None:

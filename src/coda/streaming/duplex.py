@@ -41,8 +41,8 @@ from coda.core.enums import VoiceProcessingMode
 from coda.core.errors import VoiceProcessingError
 from coda.core.models import new_id
 from coda.modes.clock import TurnClock
-from coda.streaming.pause import PauseReader
-from coda.streaming.reply import Guess, Reply, cancel, is_backchannel, normalize
+from coda.streaming.pause import Guess, PauseReader
+from coda.streaming.reply import Reply, is_backchannel, normalize
 from coda.streaming.turn_taking import TurnEndPolicy
 from coda.turn.context import TurnContext, TurnOptions
 from coda.turn.events import (
@@ -192,7 +192,7 @@ class DuplexSession:
                 await task
         reply, self._reply = self._reply, None
         if reply is not None:
-            await cancel(reply)
+            await reply.cancel()
         if reply is not None and reply.user_text:
             heard = reply.outcome is not None and reply.played >= reply.queued
             spoken = reply.outcome.reply_text if heard and reply.outcome else reply.spoken_text()
@@ -257,7 +257,7 @@ class DuplexSession:
         self.discarded += 1
         wasted_ms = (self.now_seconds - reply.started_at) * 1000
         self.events.put_nowait(ReplyDiscarded(reply.user_text, wasted_ms))
-        self._spawn(cancel(reply))
+        self._spawn(reply.cancel())
 
     async def _end_of_utterance(
         self,
@@ -407,7 +407,7 @@ class DuplexSession:
         reply, self._reply = self._reply, None  # at once: a concurrent check sees no reply
         if reply is None:
             return
-        await cancel(reply)
+        await reply.cancel()
         self.interruptions += 1
         spoken = reply.spoken_text()
         self.events.put_nowait(Interrupted(spoken, heard, reply.played / self._output_rate))

@@ -11,17 +11,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from coda.audio.endpointing import Endpointer
 from coda.audio.smart_turn import SmartTurn
 from coda.modes.clock import TurnClock
-from coda.streaming.reply import Guess
-from coda.streaming.turn_taking import TurnEndPolicy
+from coda.streaming.turn_taking import TurnEndPolicy, TurnVerdict
+from coda.turn.events import Transcribed
 from coda.turn.recognition import Recognizer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Guess:
+    """What a pause told: the words so far and the turn-taking verdict on them."""
+
+    samples: int  # the utterance's length when it was recognized
+    transcript: Transcribed
+    verdict: TurnVerdict
+
 
 OnGuess = Callable[[Guess, np.ndarray, float], None]
 """Called with each guess, the audio it read and where its speech ended (seconds)."""

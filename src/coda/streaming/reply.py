@@ -8,9 +8,8 @@ import re
 from dataclasses import dataclass, field
 
 from coda.core.enums import VoiceProcessingMode
-from coda.streaming.turn_taking import TurnVerdict
 from coda.turn.context import TurnContext
-from coda.turn.events import Transcribed, TurnEvent, TurnOutcome
+from coda.turn.events import TurnEvent, TurnOutcome
 
 
 @dataclass
@@ -43,6 +42,14 @@ class Reply:
         """The turn is still being made."""
         return self.task is not None and not self.task.done()
 
+    async def cancel(self) -> None:
+        """Stop making the reply and wait until it has stopped."""
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     def spoken_text(self) -> str:
         """The words played so far: whole pieces, then the played share of the next."""
         words: list[str] = []
@@ -56,24 +63,6 @@ class Reply:
             words.extend(piece_words[: int(len(piece_words) * remaining / max(samples, 1))])
             break
         return " ".join(words)
-
-
-@dataclass(frozen=True)
-class Guess:
-    """What a pause told: the words so far and the turn-taking verdict on them."""
-
-    samples: int  # the utterance's length when it was recognized
-    transcript: Transcribed
-    verdict: TurnVerdict
-
-
-async def cancel(reply: Reply) -> None:
-    """Stop making ``reply`` and wait until it has stopped."""
-    task = reply.task
-    if task is not None and not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def is_backchannel(

@@ -50,7 +50,7 @@ def _is_number(word: str) -> bool:
 def text_shape(text: str, unfinished_words: frozenset[str]) -> tuple[TurnShape, str]:
     """The shape of a transcript, from its words and punctuation alone."""
     stripped = text.strip()
-    words = _WORD.findall(stripped.lower().replace(",", " "))
+    words = _WORD.findall(stripped.lower())
     if not words:
         return TurnShape.UNSURE, "no words"
     if all(_is_number(w) for w in words):

@@ -54,7 +54,7 @@ class BackgroundQueue:
         self._running: dict[str, Ticket] = {}  # each key's job in progress, for the scheduler
         self._awaited: set[str] = set()  # keys a turn is waiting for
         self._pending: Counter[str] = Counter()  # waiting or running, per key
-        self._detached: set[asyncio.Task[None]] = set()  # optional rests of jobs
+        self._detached: dict[asyncio.Task[None], str] = {}  # optional rests of jobs → key
         self._notes: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Condition | None = None
         self.stats = {"queued": 0, "done": 0, "failed": 0, "dropped": 0}
@@ -95,7 +95,7 @@ class BackgroundQueue:
         return self._settled(key, optional)
 
     def _settled(self, key: str, optional: bool) -> bool:
-        detached = optional and any(t.get_name() == key for t in self._detached)
+        detached = optional and key in self._detached.values()
         return not self._pending[key] and not detached
 
     def _urgent(self, key: str, urgent: bool) -> None:
@@ -141,13 +141,13 @@ class BackgroundQueue:
                 context = contextvars.copy_context()
                 context.run(current_ticket.set, ticket)
                 self._running[key] = ticket
-                task = asyncio.create_task(item.job(), name=key, context=context)
+                task = asyncio.create_task(item.job(), context=context)
                 task.add_done_callback(functools.partial(self._finished, name=item.name))
                 try:
                     while not task.done() and not ticket.optional:
                         await asyncio.wait({task}, timeout=POLL_SECONDS)
                     if not task.done():  # the rest is best effort: let it finish on its own
-                        self._detached.add(task)
+                        self._detached[task] = key
                 except asyncio.CancelledError:
                     task.cancel()
                     raise
@@ -170,8 +170,7 @@ class BackgroundQueue:
             self.stats["failed"] += 1
             self.failures[name] += 1
             log.error("background job %s failed", name, exc_info=task.exception())
-        if task in self._detached:
-            self._detached.discard(task)
+        if self._detached.pop(task, None) is not None:
             note = asyncio.get_running_loop().create_task(self._notify())
             self._notes.add(note)
             note.add_done_callback(self._notes.discard)

@@ -3,9 +3,8 @@
 Several conversations at once each get a slot: a llama.cpp context of its own,
 so switching between them costs nothing and each keeps its conversation's
 evaluated prefix (a turn takes the free slot that last served its conversation,
-else the least recently used one). Every
-evaluation (a token, or a chunk of the prompt) is one slice of the compute
-scheduler (``coda.providers.scheduler``).
+else the least recently used one). Every evaluation (a token, or a chunk of the
+prompt) is one slice of the compute scheduler (``coda.providers.scheduler``).
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ BACKGROUND_SLICE_TOKENS = 8
 """The same for background work (~50 ms), so a turn arriving during a long
 background prompt waits at most that long for the gate."""
 
-
-_keep: list[Any] = []
 IDLE_SECONDS = 1.0
 """More slots load once no turn has run for this long (loading takes ~0.6 s of CPU)."""
 
@@ -57,9 +54,10 @@ def _gated_llama() -> type:
         del level, text, user_data
 
     llama_cpp.llama_log_set(quiet, ctypes.c_void_p(0))
-    _keep.append(quiet)  # the C side holds only a pointer
 
     class GatedLlama(Llama):
+        quiet_log = quiet  # kept alive here: the C side holds only a pointer
+
         def __init__(self, scheduler: ComputeScheduler, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.scheduler = scheduler
