@@ -24,6 +24,7 @@ from coda.providers.tts.piper import PiperTTS
 from coda.server.security import digest
 from coda.testing.moshi_peer import TinyMoshiServer
 from coda.testing.ports import free_port
+from coda.testing.postgres import ThrowawayPostgres
 from coda.voice import LLMConfig, STTConfig, TTSConfig, VoiceConfig, VoiceManager
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -54,6 +55,22 @@ def moshi_server(moshi_dir: Path) -> Iterator[TinyMoshiServer]:
     """The genuine ``moshi.server`` with tiny random weights, started once for the session."""
     with TinyMoshiServer(moshi_dir, free_port()) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[ThrowawayPostgres]:
+    """A real PostgreSQL server (Debian's), in a throwaway cluster for the session."""
+    with ThrowawayPostgres() as cluster:
+        yield cluster
+
+
+_databases = iter(range(1, 10_000))
+
+
+@pytest.fixture
+def pg_url(postgres: ThrowawayPostgres) -> str:
+    """A fresh, empty database of the session's PostgreSQL server."""
+    return postgres.create_database(f"test_{next(_databases)}")
 
 
 @pytest.fixture(scope="session")
@@ -214,24 +231,27 @@ class Server:
     ws_url: str
     process: subprocess.Popen[bytes]
     log: Path
-    store: Path
+    store: str
+    """The SQLite file's path, or the PostgreSQL URL."""
 
     def headers(self, key: str = KEY) -> dict[str, str]:
         return {"X-API-Key": key}
 
 
 @contextlib.contextmanager
-def serving(folder: Path, extra_settings: str = "") -> Iterator[Server]:
-    """``coda serve`` as a real process, with its own store, keys and limits."""
+def serving(
+    folder: Path, extra_settings: str = "", store: str | None = None, rate_limit: int = RATE_LIMIT
+) -> Iterator[Server]:
+    """``coda serve`` as a real process, with its own store (or ``store``), keys and limits."""
     port = free_port()
     config = folder / "coda.toml"
     config.write_text(
         f'api_key_hashes = ["{digest(LIMITED_KEY)}"]\n'
-        f"rate_limit_per_minute = {RATE_LIMIT}\n"
+        f"rate_limit_per_minute = {rate_limit}\n"
         f"max_upload_bytes = {MAX_UPLOAD}\n"
         "max_frame_bytes = 8192\n"
         'llm = "llamacpp"\n'
-        f'store = "{folder / "server.sqlite3"}"\n' + extra_settings
+        f'store = "{store or folder / "server.sqlite3"}"\n' + extra_settings
     )
     log = folder / "server.log"
     env = {**os.environ, "CODA_API_KEYS": f"{KEY},{OTHER_KEY}", "HF_HUB_OFFLINE": "1"}
@@ -244,7 +264,9 @@ def serving(folder: Path, extra_settings: str = "") -> Iterator[Server]:
             env=env,
         )
     url = f"http://127.0.0.1:{port}"
-    running = Server(url, f"ws://127.0.0.1:{port}", process, log, folder / "server.sqlite3")
+    running = Server(
+        url, f"ws://127.0.0.1:{port}", process, log, store or str(folder / "server.sqlite3")
+    )
     deadline = time.monotonic() + 180
     try:
         while True:

@@ -13,7 +13,7 @@ import pytest
 
 from coda.integrations.memory import VoiceMemory
 from coda.integrations.personality import VoicePersonalityIntegration
-from coda.personality.store import PersonalityStore
+from coda.personality.store import SQLiteTraitStore
 from coda.tools.registry import Tool
 from coda.voice import (
     LLMMessage,
@@ -186,14 +186,14 @@ async def test_feedback_too_long_shortens_replies(
     after = await _mean_words(processor, "pat")
     assert after <= 0.7 * before, (before, after)
     # The traits persist: a new store over the same file reads them.
-    store = PersonalityStore(store_dir / "integrations.sqlite3")
+    store = SQLiteTraitStore(store_dir / "integrations.sqlite3")
     traits = await store.load("user:pat")
     await store.close()
     assert traits.verbosity == pytest.approx(0.1)
 
 
 async def test_personality_learns_from_the_users_words(tmp_path: Path) -> None:
-    personality = VoicePersonalityIntegration(PersonalityStore(tmp_path / "p.sqlite3"))
+    personality = VoicePersonalityIntegration(SQLiteTraitStore(tmp_path / "p.sqlite3"))
     reply = VoiceResponse("x", "ok")
     await personality.learn_from_voice_interaction(said("Shorter please."), reply)
     await personality.learn_from_voice_interaction(
@@ -207,7 +207,7 @@ async def test_personality_learns_from_the_users_words(tmp_path: Path) -> None:
 
 async def test_adaptation_trims_and_respeaks(processor: VoiceProcessor, tmp_path: Path) -> None:
     tts = processor.manager.engine.tts
-    personality = VoicePersonalityIntegration(PersonalityStore(tmp_path / "p.sqlite3"), tts=tts)
+    personality = VoicePersonalityIntegration(SQLiteTraitStore(tmp_path / "p.sqlite3"), tts=tts)
     await personality.learn_from_voice_interaction(
         said("hi"), VoiceResponse("x", "ok"), user_feedback={"too_long": True}
     )

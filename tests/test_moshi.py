@@ -22,6 +22,7 @@ import soundfile as sf
 from coda.providers.s2s import moshi_protocol as protocol
 from coda.providers.s2s.moshi import MoshiSpeechToSpeech
 from coda.providers.s2s.moshi_live import MoshiLiveBridge, Reconnected
+from coda.providers.s2s.moshi_pool import MoshiPool
 from coda.providers.s2s.moshi_session import MoshiAudio, MoshiSession
 from coda.testing.moshi_peer import TinyMoshiServer
 from coda.voice import (
@@ -129,25 +130,25 @@ async def test_moshi_streams_audio_as_it_arrives(moshi_manager: VoiceManager, sp
 
 async def test_busy_server_gives_a_timed_handshake_error(moshi_config: MoshiConfig) -> None:
     """The Python server serves one session at a time; a second waits for its handshake."""
-    first = await MoshiSession.open(moshi_config)
+    url = moshi_config.server_url or ""
+    first = await MoshiSession.open(moshi_config, url)
     try:
         started = time.perf_counter()
         with pytest.raises(MoshiConnectionError, match="no handshake .* within 1 s"):
-            await MoshiSession.open(replace(moshi_config, handshake_timeout_seconds=1.0))
+            await MoshiSession.open(replace(moshi_config, handshake_timeout_seconds=1.0), url)
         assert 0.9 <= time.perf_counter() - started <= 3.0
     finally:
         await first.close()
     # Once the first session ends, the server takes the next.
-    again = await MoshiSession.open(moshi_config)
+    again = await MoshiSession.open(moshi_config, url)
     await again.close()
 
 
 async def test_refused_connection_is_a_typed_error() -> None:
-    config = MoshiConfig(server_url=f"ws://127.0.0.1:{free_port()}/api/chat")
     with pytest.raises(MoshiConnectionError, match="cannot connect"):
-        await MoshiSession.open(config)
+        await MoshiSession.open(MoshiConfig(), f"ws://127.0.0.1:{free_port()}/api/chat")
     with pytest.raises(MoshiConnectionError, match="not a websocket URL"):
-        await MoshiSession.open(MoshiConfig(server_url="http://127.0.0.1:1/api/chat"))
+        await MoshiSession.open(MoshiConfig(), "http://127.0.0.1:1/api/chat")
 
 
 async def fault_mid_reply(
@@ -216,7 +217,7 @@ async def test_moshi_down_adaptive_falls_back_to_the_cascade(
     s2s = moshi_manager.engine.s2s
     assert isinstance(s2s, MoshiSpeechToSpeech)
     dead = replace(moshi_config, server_url=f"ws://127.0.0.1:{free_port()}/api/chat")
-    monkeypatch.setattr(s2s, "config", dead)
+    monkeypatch.setattr(s2s, "pool", MoshiPool(dead))
     audio = await speak("Hello there.")
 
     # Explicit moshi_only: the typed error, and the conversation untouched.
@@ -264,7 +265,7 @@ async def test_hybrid_races_moshi_against_the_cascade(
     # Moshi down: the cascade covers for it, and the failure is on record.
     s2s = moshi_manager.engine.s2s
     dead = replace(moshi_config, server_url=f"ws://127.0.0.1:{free_port()}/api/chat")
-    monkeypatch.setattr(s2s, "config", dead)
+    monkeypatch.setattr(s2s, "pool", MoshiPool(dead))
     response = await moshi_manager.process_voice_message(
         VoiceMessage(conversation_id="moshi-hybrid", audio_data=audio), VoiceProcessingMode.HYBRID
     )
@@ -339,3 +340,42 @@ async def test_live_bridge_reconnects_after_a_crash(moshi_dir: Path, say: Say) -
     assert event.attempts >= 1 and event.error
     await asyncio.sleep(0)
     assert asyncio.all_tasks() <= before | {asyncio.current_task()}
+
+
+async def test_a_pool_gives_each_session_a_server_of_its_own(
+    moshi_server: TinyMoshiServer, moshi_dir: Path
+) -> None:
+    """Two genuine servers and a dead one: sessions spread, failures are skipped, re-checked."""
+    second = TinyMoshiServer(moshi_dir, free_port())
+    second.start()
+    dead = f"ws://127.0.0.1:{free_port()}/api/chat"
+    clock = [0.0]
+    config = MoshiConfig(
+        server_url=moshi_server.url, server_urls=(dead, second.url), recheck_seconds=10.0
+    )
+    pool = MoshiPool(config, now=lambda: clock[0])
+    sessions: list[MoshiSession] = []
+    try:
+        sessions.append(await pool.session())  # the first server
+        sessions.append(await pool.session())  # the dead one fails: the third
+        served = {s.url.split("?")[0] for s in sessions}
+        assert served == {moshi_server.url, second.url}
+        assert pool.occupancy() == {"free": 0, "busy": 2, "unhealthy": 1}
+        with pytest.raises(MoshiConnectionError, match="2 of 3 busy.*cannot connect"):
+            await pool.session()  # the dead one, as a last resort, fails again
+        (down,) = [s for s in pool.snapshot() if s["url"] == dead]
+        assert down["failures"] == 2 and down["state"] == "unhealthy"
+        await sessions.pop(0).close()
+        assert pool.occupancy()["free"] == 1
+        sessions.append(await pool.session())  # the freed server; the dead one is skipped
+        assert [s["failures"] for s in pool.snapshot() if s["url"] == dead] == [2]
+        await sessions.pop(0).close()
+        clock[0] += 11.0  # its skip is over: the next session tries it again first
+        assert pool.occupancy() == {"free": 2, "busy": 1, "unhealthy": 0}
+        sessions.append(await pool.session())
+        assert [s["failures"] for s in pool.snapshot() if s["url"] == dead] == [3]
+    finally:
+        for session in sessions:
+            await session.close()
+        second.stop()
+    assert pool.occupancy()["busy"] == 0  # every closed session freed its server

@@ -6,6 +6,8 @@ import asyncio
 import base64
 import io
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,16 @@ async def _frames(audio: np.ndarray, rate: int = 16000, ms: int = 20) -> list[by
 
 
 async def converse(
-    server: Server, conversation_id: str, speech: np.ndarray, key: str = KEY, query: str = ""
+    server: Server,
+    conversation_id: str,
+    speech: np.ndarray,
+    key: str = KEY,
+    query: str = "",
+    until: str = "turn",
+    on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[Any]:
-    """Stream ``speech`` + silence as 20 ms frames; play replies at once; events until ``turn``."""
+    """Stream ``speech`` + silence as 20 ms frames; play replies at once; events until
+    ``until`` (or ``error``), each also handed to ``on_event``."""
     audio = np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(24000, np.float32)])
     received: list[Any] = []
     url = (
@@ -69,7 +78,9 @@ async def converse(
                         continue
                     event = json.loads(message)
                     received.append(event)
-                    if event["type"] in ("turn", "error"):
+                    if on_event is not None:
+                        on_event(event)
+                    if event["type"] in (until, "error"):
                         break
         finally:
             sender.cancel()
@@ -242,8 +253,15 @@ async def test_moshi_only_needs_a_moshi_server(server: Server) -> None:
 async def test_moshi_only_live_call(
     moshi_server: TinyMoshiServer, tmp_path: Path, say: Say
 ) -> None:
-    """The websocket bridged to the genuine Moshi server: Moshi's voice streams back."""
-    with serving(tmp_path, f'moshi_url = "{moshi_server.url}"\n') as moshi_coda:
+    """The websocket bridged to the genuine Moshi server: Moshi's voice streams back.
+
+    A second server of the pool is down (on another host: a server on this one
+    would reserve GPU memory of its own); the call goes to the live one, and the
+    pool's occupancy shows in ``/metrics``.
+    """
+    dead = "ws://192.0.2.1:8998/api/chat"  # TEST-NET-1: nobody there
+    settings = f'moshi_url = "{moshi_server.url}"\nmoshi_urls = ["{dead}"]\n'
+    with serving(tmp_path, settings) as moshi_coda:
         url = (
             f"{moshi_coda.ws_url}/v1/conversations/call/stream"
             f"?rate=16000&mode=moshi_only&api_key={KEY}"
@@ -266,9 +284,23 @@ async def test_moshi_only_live_call(
                         headers.append(event)
                     elif event["type"] == "text":
                         texts.append(event["delta"])
+            during = await _moshi_servers(moshi_coda)
             await socket.send(json.dumps({"type": "end"}))
+        assert during == {"free": 1.0, "busy": 1.0, "unhealthy": 0.0}
+        async with asyncio.timeout(30):  # the call's server is freed once the socket closes
+            while (after := await _moshi_servers(moshi_coda))["busy"]:
+                await asyncio.sleep(0.1)
+        assert after == {"free": 2.0, "busy": 0.0, "unhealthy": 0.0}
         assert [len(p) for p in payloads] == [2 * h["samples"] for h in headers[:10]]
         assert all(h["samples"] == 1920 for h in headers[:10])  # 80 ms Moshi frames
+
+
+async def _moshi_servers(server: Server) -> dict[str, float]:
+    """``coda_moshi_servers`` by state, from the server's ``/metrics``."""
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        text = (await client.get("/metrics", headers=server.headers())).text
+    found = re.findall(r'^coda_moshi_servers\{state="(\w+)"\} ([0-9.]+)$', text, re.MULTILINE)
+    return {state: float(value) for state, value in found}
 
 
 def test_the_rate_limiter_refills_on_its_clock() -> None:

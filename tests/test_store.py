@@ -1,4 +1,4 @@
-"""The SQLite conversation store: persistence and atomic turns."""
+"""The conversation store, SQLite and PostgreSQL alike: persistence and atomic turns."""
 
 from __future__ import annotations
 
@@ -6,23 +6,42 @@ from pathlib import Path
 
 import pytest
 
-from coda.core.errors import ConversationError
+from coda.core.errors import ConfigurationError, ConversationError
 from coda.core.models import ConversationTurn, VoiceProcessingMode
-from coda.store.sqlite import ConversationStore
+from coda.store.backends import conversation_store
+from coda.store.base import ConversationStore
+from coda.store.location import parse_store
+from coda.voice import VoiceConfig
 
 
-async def test_turns_persist_across_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "c.sqlite3"
-    store = ConversationStore(path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store of each kind: an SQLite file, or an empty PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "c.sqlite3")
+    return str(request.getfixturevalue("pg_url"))
+
+
+def store_at(where: str) -> ConversationStore:
+    return conversation_store(parse_store(where, Path("unused")))
+
+
+def turn(i: int, message_id: str | None = None) -> ConversationTurn:
+    return ConversationTurn(
+        f"user {i}", f"coda {i}", VoiceProcessingMode.LLM_ENHANCED, message_id=message_id
+    )
+
+
+async def test_turns_persist_across_reopen(where: str) -> None:
+    store = store_at(where)
     await store.open()
     state = await store.create("c1")
     for i in range(3):
-        turn = ConversationTurn(f"user {i}", f"coda {i}", VoiceProcessingMode.LLM_ENHANCED)
-        state.turns.append(turn)
-        await store.add_turn(state, turn, {"i": i})
+        state.metrics["turns"] = i + 1
+        assert await store.add_turn(state, turn(i, f"m{i}"), {"i": i})
     await store.close()
 
-    reopened = ConversationStore(path)
+    reopened = store_at(where)
     await reopened.open()
     try:
         loaded = await reopened.load("c1", max_turns=2)
@@ -30,7 +49,11 @@ async def test_turns_persist_across_reopen(tmp_path: Path) -> None:
         assert [t.user_text for t in loaded.turns] == ["user 1", "user 2"]
         assert loaded.current_mode is VoiceProcessingMode.LLM_ENHANCED
         assert await reopened.count_turns("c1") == 3
+        found = await reopened.find_turn("c1", "m1")
+        assert found is not None and found.assistant_text == "coda 1"
+        assert await reopened.find_turn("c1", "m9") is None
         assert await reopened.load("unknown", 10) is None
+        assert await reopened.check() == []
         with pytest.raises(ConversationError, match="already exists"):
             await reopened.create("c1")
         await reopened.end("c1")
@@ -40,7 +63,40 @@ async def test_turns_persist_across_reopen(tmp_path: Path) -> None:
         await reopened.close()
 
 
-async def test_closed_store_raises_a_typed_error(tmp_path: Path) -> None:
-    store = ConversationStore(tmp_path / "x.sqlite3")
+async def test_closed_store_raises_a_typed_error(where: str) -> None:
     with pytest.raises(ConversationError, match="closed"):
-        await store.create("c")
+        await store_at(where).create("c")
+
+
+async def test_a_retried_message_is_stored_once_in_postgres(pg_url: str) -> None:
+    store = store_at(pg_url)
+    await store.open()
+    try:
+        state = await store.create("retry")
+        assert await store.add_turn(state, turn(0, "m0"), {})
+        assert not await store.add_turn(state, turn(0, "m0"), {})  # the client's retry
+        assert await store.add_turn(state, turn(1), {})  # no id: nothing to compare
+        assert await store.count_turns("retry") == 2
+        assert state.metrics["turns"] == 2 and await store.check() == []
+        with pytest.raises(ConversationError, match="not in the store"):
+            await store.add_turn(type(state)("never-created"), turn(2), {})
+    finally:
+        await store.close()
+
+
+def test_store_settings_name_a_file_or_postgresql() -> None:
+    default = Path("/data/coda.sqlite3")
+    assert parse_store("", default).target == str(default)
+    assert parse_store("sqlite:///var/lib/coda.db", default).path == Path("/var/lib/coda.db")
+    assert parse_store("relative/coda.db", default).kind == "sqlite"
+    shared = parse_store("postgresql://coda:secret@db:5432/coda", default)
+    assert shared.kind == "postgresql" and shared.shared
+    assert "secret" not in shared.redacted() and "***" in shared.redacted()
+    assert parse_store("postgres://db/coda", default).kind == "postgresql"
+    for wrong in ("mysql://db/coda", "postgresq://db/coda", "redis://cache"):
+        with pytest.raises(ConfigurationError, match="not supported"):
+            parse_store(wrong, default)
+        with pytest.raises(ConfigurationError, match="not supported"):
+            VoiceConfig(store_path=wrong).validate()
+    with pytest.raises(ConfigurationError, match="needs a path"):
+        parse_store("sqlite://", default)

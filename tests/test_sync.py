@@ -1,4 +1,7 @@
-"""Conversation sync: voice conversations mirrored into the SQLite text conversations."""
+"""Conversation sync: voice conversations mirrored into the text conversations.
+
+Each test runs over both text stores: SQLite, and a real PostgreSQL server.
+"""
 
 from __future__ import annotations
 
@@ -20,20 +23,27 @@ from coda.core.models import (
     VoiceProcessingMode,
     VoiceResponse,
 )
-from coda.store.sqlite import ConversationStore
+from coda.store.postgres.text_conversations import PostgresTextConversationManager
+from coda.store.sqlite import SQLiteConversationStore
 from coda.sync.conflicts import MessageVersion, resolve_conflict
-from coda.sync.text_conversations import TextConversationManager, TextMessage
+from coda.sync.text_conversations import TextConversationManager, TextConversations, TextMessage
 from coda.sync.voice_sync import SyncEvent, VoiceConversationSync
 
 Strategy = ConflictResolutionStrategy
 CID = "conv-1"
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[TextConversationManager]:
-    manager = TextConversationManager(tmp_path / "coda.sqlite3")
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[TextConversationManager]:
+    manager: TextConversations = (
+        TextConversationManager(tmp_path / "coda.sqlite3")
+        if request.param == "sqlite"
+        else PostgresTextConversationManager(request.getfixturevalue("pg_url"))
+    )
     await manager.open()
-    yield manager
+    yield manager  # type: ignore[misc]  # both have the same methods
     await manager.close()
 
 
@@ -368,7 +378,7 @@ async def test_text_updates_add_and_edit(store: TextConversationManager) -> None
 
 async def test_synced_messages_persist(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite3"
-    voice_store = ConversationStore(path)
+    voice_store = SQLiteConversationStore(path)
     await voice_store.open()
     await voice_store.create(CID)
 

@@ -88,3 +88,19 @@ async def test_cleanup_releases_what_initialize_reserved(
     voice = VoiceManager(remote)
     reserve_for_moshi(voice.engine.vram, voice.config.moshi)
     assert voice.get_stats()["vram"]["reserved_gb"] == 0.0
+
+
+def test_each_local_moshi_server_of_a_pool_reserves_its_budget() -> None:
+    pool = MoshiConfig(
+        server_url="ws://127.0.0.1:8998/api/chat",
+        server_urls=("ws://localhost:8999/api/chat", "ws://10.0.0.7:8998/api/chat"),
+        device="cuda",
+        vram_budget_gb=12.0,
+    )
+    vram = VRAMManager(32.0)
+    reserve_for_moshi(vram, pool)  # two servers on this machine's GPU, one elsewhere
+    assert vram.stats()["reservations"] == {"moshi": 12.0, "moshi-2": 12.0}
+    with pytest.raises(VRAMAllocationError):
+        reserve_for_moshi(VRAMManager(20.0), pool)
+    reserve_for_moshi(cpu := VRAMManager(1.0), replace(pool, device="cpu"))
+    assert cpu.stats()["reserved_gb"] == 0.0

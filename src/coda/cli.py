@@ -1,4 +1,4 @@
-"""The ``coda`` command line: ``coda setup`` and ``coda chat``."""
+"""The ``coda`` command line: setup, chat, serve, bench, eval and store."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError as PydanticValidationError
 from tqdm import tqdm
 
+from coda.bench.command import add_bench_parser
 from coda.server.settings import ServerSettings
 from coda.voice import (
     VoiceConfig,
@@ -123,8 +124,8 @@ async def _chat(args: argparse.Namespace) -> int:
         bars.close()
     stats = manager.get_stats()
     print(f"language model: {stats['llm_provider']} ({stats['llm_reason']})")
-    if stats["moshi_server"]:
-        print(f"moshi: {stats['moshi_server']}")
+    if stats["moshi_servers"]:
+        print("moshi: " + ", ".join(server["url"] for server in stats["moshi_servers"]))
     conversation_id = args.conversation_id or f"chat-{int(time.time())}"
     mode = VoiceProcessingMode(args.mode) if args.mode else None
     failures = 0
@@ -200,40 +201,26 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 async def _bench(args: argparse.Namespace) -> int:
-    if args.bench == "audio":
-        from coda.bench.audio import format_audio_bench, run_audio_bench
+    from coda.bench.command import run_bench
 
-        result = await asyncio.to_thread(run_audio_bench, args.seconds, args.rate)
-        print(format_audio_bench(result))
-    elif args.bench == "latency":
-        from coda.bench.latency import LatencyPlan, format_latency, plot_latency, run_latency_bench
-        from coda.bench.ws_client import Server
+    return await run_bench(args, _config)
 
-        modes = [VoiceProcessingMode(m.strip()) for m in args.modes.split(",") if m.strip()]
-        settings = ("on", "off") if args.integrations == "both" else (args.integrations,)
-        server = Server(args.url, args.api_key or "") if args.url else None
-        plan = LatencyPlan(args.turns, args.source, args.transport, args.concurrent, server)
-        reports = await run_latency_bench(_config(args), modes, plan, settings)
-        print(format_latency(reports))
-        print(f"chart: {plot_latency(reports, args.chart)}")
-        if args.turn_taking:
-            from coda.bench.turn_taking import bench_turn_taking
 
-            print(await bench_turn_taking(_config(args), args.chart.with_name("turn-taking.png")))
-    elif args.bench == "moshi":
-        from coda.bench.moshi import format_moshi_bench, plot_moshi_bench, run_moshi_bench
+async def _store(args: argparse.Namespace) -> int:
+    """``coda store check``: the store's consistency (exit 1 if anything is wrong)."""
+    from coda.store.backends import conversation_store
 
-        frames = await run_moshi_bench(args.url, args.frames)
-        print(format_moshi_bench(frames))
-        print(f"chart: {plot_moshi_bench(frames, args.chart)}")
-    elif args.bench == "memory":
-        from coda.bench.memory import format_memory_bench, plot_memory_bench, run_memory_bench
-
-        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-        memories = await run_memory_bench(sizes, args.queries)
-        print(format_memory_bench(memories))
-        print(f"chart: {plot_memory_bench(memories, args.chart)}")
-    return 0
+    location = _config(args).store_location()
+    store = conversation_store(location)
+    await store.open()
+    try:
+        problems = await store.check()
+    finally:
+        await store.close()
+    for problem in problems:
+        print(f"{location.redacted()}: {problem}")
+    print(f"{location.redacted()}: {'consistent' if not problems else f'{len(problems)} problems'}")
+    return 1 if problems else 0
 
 
 async def _eval(args: argparse.Namespace) -> int:
@@ -263,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``coda``."""
     parser = argparse.ArgumentParser(prog="coda", description="Coda Voice: talk to an assistant.")
     parser.add_argument("--log-level", default=os.environ.get("CODA_LOG_LEVEL", "WARNING"))
-    parser.add_argument("--store", help="SQLite file for conversations")
+    parser.add_argument(
+        "--store", help="an SQLite file, or postgresql://… to share with other instances"
+    )
     parser.add_argument("--models", help="folder for assembled models")
     parser.add_argument(
         "--config", type=Path, help="TOML settings file (CODA_* variables and flags override it)"
@@ -296,54 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 8700)")
 
-    bench = commands.add_parser("bench", help="measure speed: prints figures and ratios")
-    benches = bench.add_subparsers(dest="bench", required=True)
-    audio = benches.add_parser("audio", help="front-end CPU time per 20 ms frame")
-    audio.add_argument("--seconds", type=float, default=30.0, help="audio to process")
-    audio.add_argument("--rate", type=int, default=48000, help="capture rate in Hz")
-    latency = benches.add_parser("latency", help="end of speech to first reply audio, per mode")
-    latency.add_argument("--turns", type=int, default=8, help="turns per mode")
-    latency.add_argument(
-        "--modes", default="llm_enhanced,adaptive", help="comma-separated processing modes"
+    add_bench_parser(commands)
+    store = commands.add_parser("store", help="look after the store")
+    store.add_argument(
+        "action", choices=["check"], help="check: report turns half written or miscounted"
     )
-    latency.add_argument(
-        "--integrations",
-        choices=["on", "off", "both"],
-        default="on",
-        help="memory, personality, tools and sync on, off, or one run of each",
-    )
-    latency.add_argument(
-        "--source",
-        choices=["recordings", "tts", "typed"],
-        default="recordings",
-        help="real human recordings (asterisk-core-sounds-en-wav), Piper's voice, or the "
-        "recordings' words as typed messages (session transport)",
-    )
-    latency.add_argument(
-        "--transport",
-        choices=["session", "ws"],
-        default="session",
-        help="an in-process live session, or the websocket of `coda serve`",
-    )
-    latency.add_argument(
-        "--concurrent", type=int, default=1, help="conversations speaking at the same moment"
-    )
-    latency.add_argument("--url", help="a running `coda serve` for --transport ws")
-    latency.add_argument("--api-key", help="its API key (default: start a server here)")
-    latency.add_argument(
-        "--turn-taking",
-        action="store_true",
-        help="also: false cuts at mid-turn pauses and endpointing delay, on real speech",
-    )
-    latency.add_argument("--chart", type=Path, default=Path("out/latency.png"), help="PNG chart")
-    moshi = benches.add_parser("moshi", help="Moshi client overhead and round trip per frame")
-    moshi.add_argument("--url", help="a Moshi server (default: start the tiny genuine one)")
-    moshi.add_argument("--frames", type=int, default=200, help="80 ms frames to measure")
-    moshi.add_argument("--chart", type=Path, default=Path("out/moshi.png"), help="PNG chart")
-    memory = benches.add_parser("memory", help="top-k memory retrieval latency by store size")
-    memory.add_argument("--sizes", default="10000,100000", help="comma-separated memory counts")
-    memory.add_argument("--queries", type=int, default=100, help="searches per size")
-    memory.add_argument("--chart", type=Path, default=Path("out/memory.png"), help="PNG chart")
     evaluate = commands.add_parser(
         "eval", help="scripted conversations: memory, perspective, tools, knowledge"
     )
@@ -370,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"chat": _chat, "setup": _setup, "bench": _bench, "serve": _serve, "eval": _eval}
+    handlers = {"chat": _chat, "setup": _setup, "bench": _bench, "serve": _serve,
+                "eval": _eval, "store": _store}  # fmt: skip
     handler = handlers[args.command]
     try:
         return asyncio.run(handler(args))

@@ -58,7 +58,7 @@ async def _next_audio(session: MoshiSession) -> None:
 
 async def measure(url: str, frames: int, seed: int = 0) -> MoshiBench:
     """Lock-step frames against the server at ``url``."""
-    session = await MoshiSession.open(MoshiConfig(server_url=url, receive_timeout_seconds=10))
+    session = await MoshiSession.open(MoshiConfig(receive_timeout_seconds=10), url)
     rng = np.random.default_rng(seed)
     result = MoshiBench(url)
     try:

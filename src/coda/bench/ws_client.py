@@ -51,10 +51,18 @@ class WsTurn:
 
 
 @contextlib.asynccontextmanager
-async def started_server(extra_args: list[str]) -> AsyncIterator[Server]:
-    """Start `coda serve` on a free loopback port and wait until its models are loaded."""
-    port, key = free_port(), secrets.token_urlsafe(16)
-    env = {**os.environ, "CODA_API_KEYS": key}
+async def started_server(
+    extra_args: list[str], settings: dict[str, str] | None = None, key: str | None = None
+) -> AsyncIterator[Server]:
+    """Start `coda serve` on a free loopback port and wait until its models are loaded.
+
+    Args:
+        extra_args: Flags of ``serve``.
+        settings: ``CODA_*`` variables (e.g. ``{"CODA_STORE": url}``).
+        key: Its API key (default: a fresh one).
+    """
+    port, key = free_port(), key or secrets.token_urlsafe(16)
+    env = {**os.environ, **(settings or {}), "CODA_API_KEYS": key}
     command = [sys.executable, "-c", "from coda.cli import main; main()", "serve"]
     process = subprocess.Popen(
         [*command, "--host", "127.0.0.1", "--port", str(port), *extra_args],

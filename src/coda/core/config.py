@@ -19,6 +19,7 @@ from coda.core.integration_config import (
 )
 from coda.core.provider_config import LLMConfig, MoshiConfig, STTConfig, TTSConfig
 from coda.core.streaming_config import StreamingConfig
+from coda.store.location import StoreLocation, parse_store
 
 __all__ = [
     "AudioConfig",
@@ -248,7 +249,9 @@ class VoiceConfig:
     tts: TTSConfig = field(default_factory=TTSConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     store_path: str | None = None
-    """SQLite file for conversations (None: ``default_data_dir()/coda.sqlite3``)."""
+    """Where conversations, memories, traits and text conversations persist: an
+    SQLite file or ``sqlite:///path`` (None: ``default_data_dir()/coda.sqlite3``), or
+    ``postgresql://user@host/db``, which several Coda instances can share."""
     model_cache_dir: str | None = None
     """Folder for assembled models (None: ``default_cache_dir()/models``)."""
     auto_start_conversations: bool = True
@@ -312,6 +315,7 @@ class VoiceConfig:
         if self.max_concurrent_conversations < 1:
             raise ConfigurationError("max_concurrent_conversations must be at least 1")
         self.streaming.validate()
+        self.store_location()
         llms = (("llm", self.llm), ("secondary_llm", self.secondary_llm),
                 ("background_llm", self.background_llm))  # fmt: skip
         for name, llm in llms:
@@ -320,9 +324,13 @@ class VoiceConfig:
                     f"{name}.provider {llm.provider!r} is unknown; use one of {LLM_PROVIDER_NAMES}"
                 )
 
-    def resolved_store_path(self) -> Path:
-        """The SQLite file conversations persist in."""
-        return Path(self.store_path) if self.store_path else default_data_dir() / "coda.sqlite3"
+    def store_location(self) -> StoreLocation:
+        """Where everything persists (``store_path`` parsed).
+
+        Raises:
+            ConfigurationError: If ``store_path`` is a URL of an unsupported scheme.
+        """
+        return parse_store(self.store_path or "", default_data_dir() / "coda.sqlite3")
 
     def resolved_model_dir(self) -> Path:
         """The folder assembled models are cached in."""

@@ -45,6 +45,10 @@ class SyncError(VoiceProcessingError):
     """Conversation synchronization errors."""
 
 
+class StoreUnavailableError(VoiceProcessingError):
+    """The store (a shared database) cannot be reached just now; retrying is safe."""
+
+
 class TimeoutError(VoiceProcessingError, builtins.TimeoutError):  # noqa: A001
     """Processing exceeded its time budget."""
 

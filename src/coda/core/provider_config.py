@@ -29,6 +29,12 @@ class MoshiConfig:
         temperature_text: Text-token sampling temperature (servers that read it).
         top_k: Audio-token top-k (servers that read it).
         top_k_text: Text-token top-k (servers that read it).
+        server_urls: More Moshi servers: with ``server_url``, a pool in which each
+            server serves one session at a time.
+        recheck_seconds: A pool server that failed (refused, or busy with another
+            client) is skipped this long, then tried again, in seconds.
+        pool_handshake_seconds: With several servers, one that sends no handshake
+            within this long is taken as busy and the next is tried, in seconds.
     """
 
     server_url: str | None = None
@@ -48,6 +54,16 @@ class MoshiConfig:
     temperature_text: float = 0.7
     top_k: int = 250
     top_k_text: int = 25
+    server_urls: tuple[str, ...] = ()
+    recheck_seconds: float = 10.0
+    pool_handshake_seconds: float = 1.0
+
+    def servers(self) -> list[str]:
+        """Every configured server (``server_url`` first), each once; none when disabled."""
+        if not self.enabled:
+            return []
+        urls = ([self.server_url] if self.server_url else []) + list(self.server_urls)
+        return list(dict.fromkeys(urls))
 
 
 @dataclass

@@ -138,7 +138,9 @@ def reserve_for_moshi(vram: VRAMManager, moshi: MoshiConfig) -> None:
     Raises:
         VRAMAllocationError: If the budget does not fit.
     """
-    host = urlsplit(moshi.server_url or "").hostname or ""
-    local = host in ("localhost", "::1") or host.startswith("127.")
-    if moshi.enabled and moshi.server_url and moshi.device.startswith("cuda") and local:
-        vram.reserve("moshi", moshi.vram_budget_gb)
+    if not moshi.device.startswith("cuda"):
+        return
+    hosts = [urlsplit(url).hostname or "" for url in moshi.servers()]
+    local = [h for h in hosts if h in ("localhost", "::1") or h.startswith("127.")]
+    for index in range(len(local)):  # each local server holds a model of its own
+        vram.reserve("moshi" if index == 0 else f"moshi-{index + 1}", moshi.vram_budget_gb)

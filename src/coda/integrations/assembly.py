@@ -11,9 +11,8 @@ from coda.integrations.personality import VoicePersonalityIntegration
 from coda.integrations.tools import Answer, VoiceToolsIntegration
 from coda.memory.embedder import MiniLMEmbedder
 from coda.memory.model_extractor import ModelExtractor
-from coda.memory.store import SQLiteMemoryStore
-from coda.personality.store import PersonalityStore
 from coda.providers.base import LanguageModel, TextToSpeech
+from coda.store.backends import memory_store, text_conversations, trait_store
 from coda.sync.voice_sync import VoiceConversationSync
 from coda.tools.builtin import default_registry
 from coda.turn.hooks import TurnHooks
@@ -49,7 +48,7 @@ def build_integrations(
     answer: Answer,
     background: LanguageModel,
 ) -> Integrations:
-    """The integrations ``config`` enables, their tables in the conversation store's file.
+    """The integrations ``config`` enables, their tables in the conversation store's.
 
     Args:
         config: Which integrations, and their settings.
@@ -58,10 +57,10 @@ def build_integrations(
         answer: Speaks an answer with extra context (``process_function_calls``).
         background: The model that reads facts the rules cannot (after the turn).
     """
-    path = config.resolved_store_path()
+    location = config.store_location()
     embedder = MiniLMEmbedder()  # one model for memories and tool ranking
     memory = (
-        VoiceMemoryIntegration(VoiceMemory(SQLiteMemoryStore(path), embedder), config.memory)
+        VoiceMemoryIntegration(VoiceMemory(memory_store(location), embedder), config.memory)
         if config.enable_memory_integration
         else None
     )
@@ -85,12 +84,12 @@ def build_integrations(
         else None
     )
     personality = (
-        VoicePersonalityIntegration(PersonalityStore(path), config.personality, tts=tts)
+        VoicePersonalityIntegration(trait_store(location), config.personality, tts=tts)
         if config.enable_personality_integration
         else None
     )
     sync = (
-        VoiceConversationSync(None, config.sync, store_path=path)  # owns its text store
+        VoiceConversationSync(text_conversations(location), config.sync, owned=True)
         if config.enable_conversation_sync
         else None
     )

@@ -151,6 +151,10 @@ class SyncHook(Hook):
     def __init__(self, sync: VoiceConversationSync) -> None:
         self.sync = sync
 
+    async def open(self) -> None:
+        """Open the text store (over a shared one, other instances' events flow from now)."""
+        await self.sync.open()
+
     async def after_commit(self, outcome: TurnOutcome) -> None:
         """The user's words, then the reply (if any of it was spoken)."""
         turn = outcome.turn

@@ -18,7 +18,7 @@ from coda.core.integration_config import VoicePersonalityConfig
 from coda.core.models import ConversationState, VoiceMessage, VoiceResponse
 from coda.integrations.memory import user_words
 from coda.modes.sentences import split_sentences
-from coda.personality.store import PersonalityStore
+from coda.personality.store import SQLiteTraitStore, TraitStore
 from coda.personality.traits import (
     EXPLICIT_STEPS,
     IMPLICIT_STEPS,
@@ -42,11 +42,11 @@ class VoicePersonalityIntegration:
 
     def __init__(
         self,
-        personality_manager: PersonalityStore | None = None,
+        personality_manager: TraitStore | None = None,
         config: VoicePersonalityConfig | None = None,
         tts: TextToSpeech | None = None,
     ) -> None:
-        self.personality_manager = personality_manager or PersonalityStore(
+        self.personality_manager = personality_manager or SQLiteTraitStore(
             default_data_dir() / "personality.sqlite3"
         )
         self.config = config or VoicePersonalityConfig()

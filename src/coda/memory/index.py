@@ -52,6 +52,31 @@ class MemoryIndex:
             self.primary[keep],
         )
 
+    def nearest(self, vector: np.ndarray) -> tuple[int, float] | None:
+        """The memory whose own sentence is most similar to ``vector``, and the cosine."""
+        if not self.primary.any():
+            return None
+        cosines = np.where(self.primary, self.vectors @ vector, -1.0)
+        best = int(np.argmax(cosines))
+        return int(self.ids[best]), float(cosines[best])
+
+    def top(self, vector: np.ndarray, limit: int) -> dict[int, float]:
+        """The ``limit`` memories most similar to ``vector``, most similar first.
+
+        Each counts once, at the best of its sentence and its questions: id → cosine.
+        """
+        if not len(self.ids) or limit <= 0:
+            return {}
+        cosines = self.vectors @ vector
+        rows = min(len(cosines), limit * 8)  # enough rows for ``limit`` memories
+        top = np.argpartition(-cosines, rows - 1)[:rows]
+        best: dict[int, float] = {}
+        for row in top[np.argsort(-cosines[top])]:  # a memory counts once, at its best row
+            best.setdefault(int(self.ids[row]), float(cosines[row]))
+            if len(best) == limit:
+                break
+        return best
+
 
 def blob_of(vectors: np.ndarray | None) -> bytes | None:
     """Question vectors as stored bytes."""

@@ -8,7 +8,8 @@ cosine over the scope's current vectors, held in memory as one float32 matrix
 (100k memories ≈ 150 MB, plus their questions), which ``coda bench memory``
 measures. All SQL and search run on the store's own thread.
 
-A PostgreSQL (pgvector) store implements the same ``MemoryStore`` protocol.
+The PostgreSQL store (``coda.store.postgres.memories``) implements the same
+``MemoryStore`` protocol for several instances.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ _COLUMNS = {
     "question_embeddings": "BLOB",
     "superseded_at": "REAL",
 }
-_FIELDS = (
+MEMORY_FIELDS = (
     "id, scope, kind, text, importance, mentions, updated_at, fact_key, subject, status, questions"
 )
 
@@ -139,6 +140,9 @@ class MemoryStore(Protocol):
         """How many current memories (in ``scope``, or in all)."""
         ...
 
+    async def add_many(self, scope: str, kind: str, texts: list[str], vectors: np.ndarray) -> None:
+        """Bulk insert without duplicate checks (imports and benchmarks)."""
+
 
 class SQLiteMemoryStore:
     """Memories in SQLite, searched by exact cosine over an in-memory matrix.
@@ -189,7 +193,7 @@ class SQLiteMemoryStore:
         return index
 
     def _row(self, memory_id: int) -> Memory:
-        row = self._conn.execute(f"SELECT {_FIELDS} FROM memories WHERE id = ?", (memory_id,))
+        row = self._conn.execute(f"SELECT {MEMORY_FIELDS} FROM memories WHERE id = ?", (memory_id,))
         return Memory(*row.fetchone())
 
     async def remember(
@@ -221,14 +225,13 @@ class SQLiteMemoryStore:
                 self._supersede(index, int(row[0]))
                 return self._insert(index, scope, new, vector), "updated"
             same = None if row is None else int(row[0])
-        if same is None and index.primary.any():
-            cosines = np.where(index.primary, index.vectors @ vector, -1.0)
-            best = int(np.argmax(cosines))
-            if cosines[best] >= merge_above and self._row(int(index.ids[best])).key in (
-                None,
-                new.key,
-            ):
-                same = int(index.ids[best])
+        nearest = index.nearest(vector) if same is None else None
+        if (
+            nearest is not None
+            and nearest[1] >= merge_above
+            and self._row(nearest[0]).key in (None, new.key)
+        ):
+            same = nearest[0]
         if same is not None:
             return self._merge(index, same, new, vector, learning_rate), "merged"
         return self._insert(index, scope, new, vector), "new"
@@ -292,17 +295,7 @@ class SQLiteMemoryStore:
         return await self._database.run(self._search, scope, vector, limit)
 
     def _search(self, scope: str, vector: np.ndarray, limit: int) -> list[Found]:
-        index = self._index(scope)
-        if not len(index.ids) or limit <= 0:
-            return []
-        cosines = index.vectors @ vector
-        rows = min(len(cosines), limit * 8)  # enough rows for ``limit`` memories
-        top = np.argpartition(-cosines, rows - 1)[:rows]
-        best: dict[int, float] = {}
-        for row in top[np.argsort(-cosines[top])]:  # a memory counts once, at its best row
-            best.setdefault(int(index.ids[row]), float(cosines[row]))
-            if len(best) == limit:
-                break
+        best = self._index(scope).top(vector, limit)
         return [Found(self._row(i), cosine) for i, cosine in best.items()]
 
     async def forget(self, scope: str, ids: list[int]) -> int:
@@ -333,7 +326,7 @@ class SQLiteMemoryStore:
 
         def history() -> list[Memory]:
             rows = self._conn.execute(
-                f"SELECT {_FIELDS} FROM memories WHERE scope = ? AND status = 'superseded' "
+                f"SELECT {MEMORY_FIELDS} FROM memories WHERE scope = ? AND status = 'superseded' "
                 "ORDER BY superseded_at, id",
                 (scope,),
             )

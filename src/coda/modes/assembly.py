@@ -21,6 +21,7 @@ from coda.modes.selection import (
 from coda.providers.base import LanguageModel, SpeechToSpeech, TextToSpeech
 from coda.providers.registry import resolve_llm
 from coda.providers.s2s.moshi import MoshiSpeechToSpeech
+from coda.providers.s2s.moshi_pool import MoshiPool
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ class ResponderSet:
     responders: dict[VoiceProcessingMode, Responder] = field(default_factory=dict)
     unavailable: dict[VoiceProcessingMode, str] = field(default_factory=dict)
     s2s: SpeechToSpeech | None = None
+    moshi_pool: MoshiPool | None = None
+    """The Moshi servers, shared by replies and live calls (None: none configured)."""
     secondary_llm: LanguageModel | None = None
 
 
@@ -59,11 +62,12 @@ async def build_responders(
     moshi = config.moshi
     if not moshi.enabled:
         built.unavailable[VoiceProcessingMode.MOSHI_ONLY] = MOSHI_DISABLED
-    elif not moshi.server_url:
+    elif not moshi.servers():
         built.unavailable[VoiceProcessingMode.MOSHI_ONLY] = MOSHI_UNCONFIGURED
     else:
-        # No connection yet: the server may serve one session at a time.
-        built.s2s = MoshiSpeechToSpeech(moshi)
+        # No connection yet: each server may serve one session at a time.
+        built.moshi_pool = MoshiPool(moshi)
+        built.s2s = MoshiSpeechToSpeech(moshi, built.moshi_pool)
         responder = MoshiResponder(built.s2s, config.audio.sample_rate)
         built.responders[VoiceProcessingMode.MOSHI_ONLY] = responder
         racers.append(responder)

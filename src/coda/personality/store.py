@@ -1,10 +1,15 @@
-"""Personality traits in SQLite, so what Coda learned survives a restart."""
+"""Where personality traits persist: the protocol, and the SQLite default.
+
+What Coda learned about how a speaker likes to be answered survives a restart;
+PostgreSQL (``coda.store.postgres.traits``) shares it between instances.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import Protocol
 
 from coda.personality.traits import Traits
 from coda.store.database import SQLiteDatabase
@@ -18,7 +23,30 @@ CREATE TABLE IF NOT EXISTS personality (
 """
 
 
-class PersonalityStore:
+class TraitStore(Protocol):
+    """Traits per scope (a speaker)."""
+
+    async def open(self) -> None:
+        """Open (and create) the store."""
+
+    async def load(self, scope: str) -> Traits:
+        """The traits of ``scope`` (the defaults if none were learned)."""
+        ...
+
+    async def save(self, scope: str, traits: Traits) -> None:
+        """Store the traits of ``scope``, atomically."""
+
+    async def close(self) -> None:
+        """Close the store."""
+
+
+def traits_from(stored: dict[str, object]) -> Traits:
+    """Traits from their stored form; names this version does not know are ignored."""
+    known = Traits().as_dict()
+    return Traits(**{k: float(v) for k, v in stored.items() if k in known})  # type: ignore[arg-type]
+
+
+class SQLiteTraitStore:
     """Traits per scope (a speaker), in a SQLite file.
 
     Args:
@@ -41,10 +69,7 @@ class PersonalityStore:
             row = self._database.connection.execute(
                 "SELECT traits FROM personality WHERE scope = ?", (scope,)
             ).fetchone()
-            if row is None:
-                return Traits()
-            known = Traits().as_dict()
-            return Traits(**{k: float(v) for k, v in json.loads(row[0]).items() if k in known})
+            return Traits() if row is None else traits_from(json.loads(row[0]))
 
         return await self._database.run(read)
 

@@ -22,10 +22,12 @@ from fastapi.staticfiles import StaticFiles
 
 from coda.core.errors import VoiceProcessingError
 from coda.server.errors import public_message, status_of
+from coda.server.events import router as events_router
+from coda.server.limits import build_limits
 from coda.server.live import router as live_router
 from coda.server.metrics import Metrics
 from coda.server.rest import router as rest_router
-from coda.server.security import ApiKeys, RateLimiter
+from coda.server.security import ApiKeys
 from coda.server.settings import ServerSettings
 from coda.voice.manager import VoiceManager
 
@@ -46,14 +48,25 @@ Server → client JSON messages: `ready` {conversation_id, input_rate, output_ra
 `memory` {memories} (what was remembered), `tool` {name, arguments, success, result,
 error}, `text` {delta}, `audio` {seq, samples, text} followed by one binary message of
 PCM16 at output_rate, `interrupted` {heard, spoken} (stop playback now), `turn` {mode,
-user_text, reply_text, timings_ms, interrupted}, `error` {code, message}.
+user_text, reply_text, timings_ms, interrupted}, `stored` {message_id, user_text,
+reply_text} (the turn is in the store), `error` {code, message}.
+
+Sync events over a websocket: `GET /v1/conversations/{id}/events?api_key=KEY` sends
+`{"type": "sync", "event", "payload", "timestamp", "instance"}` for each, from this
+instance or any other sharing the PostgreSQL store.
 
 `user=NAME` (query, or a REST field) says who is speaking behind the key: memories
 and personality belong to the key and that user.
 
 Close codes: 1008 key, origin, rate or time limit; 1009 message too big; 1003 bad
-data; 1011 server error; 1013 too many sessions.
+data; 1011 server error; 1013 too many sessions (here, or of the key everywhere).
 """
+
+
+def _report_loading(task: asyncio.Task[None]) -> None:
+    """Say why the models did not load (``/ready`` then answers "failed")."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("the voice engine failed to start: %s: %s", type(error).__name__, error)
 
 
 def create_app(settings: ServerSettings, manager: VoiceManager | None = None) -> FastAPI:
@@ -65,9 +78,14 @@ def create_app(settings: ServerSettings, manager: VoiceManager | None = None) ->
         keys = ApiKeys([generated], [])
         log.warning("no API key configured; this run's key is %s", generated)
 
+    limits, sessions = build_limits(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await limits.open()  # before the models: requests are limited from the start
+        await sessions.open()
         app.state.loading = asyncio.create_task(voice.initialize())
+        app.state.loading.add_done_callback(_report_loading)
         try:
             yield
         finally:
@@ -75,6 +93,8 @@ def create_app(settings: ServerSettings, manager: VoiceManager | None = None) ->
             with contextlib.suppress(BaseException):
                 await app.state.loading
             await voice.cleanup()
+            await sessions.close()
+            await limits.close()
 
     app = FastAPI(
         title="Coda Voice",
@@ -86,7 +106,8 @@ def create_app(settings: ServerSettings, manager: VoiceManager | None = None) ->
     app.state.settings = settings
     app.state.voice = voice
     app.state.keys = keys
-    app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.limits = limits
+    app.state.registry = sessions
     app.state.metrics = Metrics(voice.config.metrics_enabled)
     app.state.sessions = 0
     if settings.allowed_origins:
@@ -125,6 +146,7 @@ def create_app(settings: ServerSettings, manager: VoiceManager | None = None) ->
 
     app.include_router(rest_router)
     app.include_router(live_router)
+    app.include_router(events_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from fastapi import HTTPException, Request, WebSocket
 
-from coda.server.security import ApiKeys, RateLimiter
+from coda.server.limits import RateLimits
+from coda.server.security import ApiKeys
 
+log = logging.getLogger(__name__)
 USER = r"^[A-Za-z0-9_.@:-]{1,64}$"
 """What a ``user`` (one person behind an API key) may look like."""
 
@@ -31,22 +34,30 @@ def presented_key(connection: Request | WebSocket) -> str | None:
     return connection.headers.get("x-api-key") or connection.query_params.get("api_key")
 
 
-def check(connection: Request | WebSocket) -> tuple[str | None, int, str]:
-    """(key digest, status, reason): status 0 when allowed, else 401 or 429."""
+async def check(connection: Request | WebSocket) -> tuple[str | None, int, str]:
+    """(key digest, status, reason): status 0 when allowed, else 401, 429 or 503.
+
+    503: the limits live in a shared store that cannot be reached just now; the
+    request is refused rather than let through unlimited.
+    """
     keys: ApiKeys = connection.app.state.keys
-    limiter: RateLimiter = connection.app.state.limiter
+    limits: RateLimits = connection.app.state.limits
     identity = keys.identify(presented_key(connection))
     if identity is None:
         return None, 401, "a valid API key is required (X-API-Key header or api_key query)"
-    if not limiter.allow(identity):
-        wait = limiter.retry_after(identity)
+    try:
+        wait = await limits.take(identity)
+    except Exception:  # noqa: BLE001 - an outage of the shared store, said as 503
+        log.exception("the rate limits could not be checked")
+        return identity, 503, "the rate limits cannot be checked just now; try again"
+    if wait > 0:
         return identity, 429, f"rate limit exceeded; retry in {wait:.1f} s"
     return identity, 0, ""
 
 
 async def require_key(request: Request) -> str:
     """FastAPI dependency: the caller's key digest, or 401/429."""
-    identity, status, reason = check(request)
+    identity, status, reason = await check(request)
     if status:
         headers = {"Retry-After": reason.split("retry in ")[-1].split()[0]} if status == 429 else {}
         raise HTTPException(status, reason, headers=headers)

@@ -8,6 +8,7 @@ from coda.core.errors import (
     ConversationError,
     LLMIntegrationError,
     MoshiConnectionError,
+    StoreUnavailableError,
     TimeoutError,
     ValidationError,
     VoiceProcessingError,
@@ -33,6 +34,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (TimeoutError, 504),
     (MoshiConnectionError, 502),
     (LLMIntegrationError, 502),
+    (StoreUnavailableError, 503),
 )
 
 
@@ -46,6 +48,8 @@ def status_of(error: VoiceProcessingError) -> int:
 
 def public_message(error: Exception) -> str:
     """What a client may see: a typed error's own message; nothing for anything else."""
+    if isinstance(error, StoreUnavailableError):
+        return "the store cannot be reached just now; try again"  # no database address
     if isinstance(error, VoiceProcessingError) and status_of(error) < 500:
         return str(error)
     if isinstance(error, VoiceProcessingError):

@@ -59,9 +59,9 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
     # Accept first: a browser then sees the close code and reason, not a bare 403.
     await socket.accept()
     try:
-        identity, status, reason = check(socket)
+        identity, status, reason = await check(socket)
         if status:
-            raise Closed(errors.POLICY, reason)
+            raise Closed(errors.TRY_AGAIN if status == 503 else errors.POLICY, reason)
         try:
             speaker = speaker_of(identity, socket.query_params.get("user"))
         except ValueError as bad:
@@ -84,6 +84,17 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
             raise Closed(errors.TRY_AGAIN, "the models are still loading")
         if app.state.sessions >= settings.max_sessions:
             raise Closed(errors.TRY_AGAIN, "too many sessions; try again later")
+        assert identity is not None
+        try:
+            registered = await app.state.registry.begin(identity, conversation_id)
+        except Exception:  # noqa: BLE001 - an outage of the shared store
+            log.exception("live sessions could not be counted")
+            raise Closed(errors.TRY_AGAIN, "sessions cannot be counted just now") from None
+        if registered is None:
+            raise Closed(
+                errors.TRY_AGAIN,
+                f"this key has {settings.max_sessions_per_key} sessions open; close one first",
+            )
     except Closed as closed:
         await socket.close(closed.code, closed.reason)
         return
@@ -96,7 +107,9 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
     bridge: MoshiLiveBridge | None = None
     try:
         if mode is VoiceProcessingMode.MOSHI_ONLY:
-            bridge = await moshi_stream.open_bridge(voice.config.moshi, rate)
+            bridge = await moshi_stream.open_bridge(
+                voice.config.moshi, voice.engine.built.moshi_pool, rate
+            )
             await _ready(socket, conversation_id, rate, moshi_stream.OUTPUT_RATE)
             await _race(
                 moshi_stream.read(socket, bridge, settings.max_frame_bytes),
@@ -131,6 +144,10 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
             await bridge.close()
         app.state.sessions -= 1
         app.state.metrics.active_sessions.dec()
+        try:
+            await app.state.registry.end(registered)
+        except Exception:  # noqa: BLE001 - a gone instance's sessions stop counting anyway
+            log.exception("could not unregister session %s", registered)
 
 
 async def _ready(socket: WebSocket, conversation_id: str, rate: int, output_rate: int) -> None:

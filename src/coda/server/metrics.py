@@ -68,6 +68,13 @@ class Metrics:
         self.active_sessions = Gauge(
             "coda_active_sessions", "Open websocket sessions", registry=self.registry
         )
+        self.moshi_servers = Gauge(
+            "coda_moshi_servers",
+            "Moshi servers of the pool by state, as this instance sees them: free, busy "
+            "(with one of its sessions), unhealthy (skipped after failing)",
+            ["state"],
+            registry=self.registry,
+        )
         self.http_requests = Counter(
             "coda_http_requests",
             "API requests, by route and status",
@@ -104,6 +111,11 @@ class Metrics:
         if self.enabled:
             self.preemptive.labels("discarded").inc()
             self.preemptive_wasted.inc(wasted_ms / 1000)
+
+    def record_moshi(self, occupancy: dict[str, int]) -> None:
+        """The Moshi pool's occupancy now (``MoshiPool.occupancy``)."""
+        for state, count in occupancy.items():
+            self.moshi_servers.labels(state).set(count)
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -18,6 +18,7 @@ from coda.core.errors import MoshiConnectionError
 from coda.core.provider_config import MoshiConfig
 from coda.providers.s2s import moshi_protocol
 from coda.providers.s2s.moshi_live import MoshiLiveBridge, Reconnected
+from coda.providers.s2s.moshi_pool import MoshiPool
 from coda.providers.s2s.moshi_session import MoshiAudio, MoshiText
 from coda.server import errors
 from coda.server.frames import Closed, pcm16, read_pcm16
@@ -26,15 +27,15 @@ OUTPUT_RATE = moshi_protocol.SAMPLE_RATE
 """Moshi speaks at 24 kHz."""
 
 
-async def open_bridge(config: MoshiConfig, rate: int) -> MoshiLiveBridge:
-    """Connect to Moshi for this call.
+async def open_bridge(config: MoshiConfig, pool: MoshiPool | None, rate: int) -> MoshiLiveBridge:
+    """Connect to a free Moshi server of the pool for this call.
 
     Raises:
-        Closed: If no Moshi server is configured or it cannot be reached.
+        Closed: If no Moshi server is configured, or none is free and reachable.
     """
-    if not config.enabled or not config.server_url:
+    if pool is None:
         raise Closed(errors.POLICY, "moshi_only needs a Moshi server (moshi_url)")
-    bridge = MoshiLiveBridge(config, rate)
+    bridge = MoshiLiveBridge(config, rate, pool)
     try:
         await bridge.open()
     except MoshiConnectionError as exc:

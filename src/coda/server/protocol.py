@@ -18,6 +18,7 @@ from coda.turn.events import (
     TurnEvent,
     TurnFailed,
     TurnOutcome,
+    TurnStored,
 )
 
 
@@ -72,6 +73,13 @@ def message_of(event: TurnEvent, seq: int) -> dict[str, Any] | None:
             "reply_text": event.reply_text,
             "timings_ms": event.metadata.get("timings_ms", {}),
             "interrupted": event.interrupted,
+        }
+    if isinstance(event, TurnStored):
+        return {
+            "type": "stored",
+            "message_id": event.message_id,
+            "user_text": event.user_text,
+            "reply_text": event.reply_text,
         }
     if isinstance(event, TurnFailed):
         return {

@@ -31,6 +31,7 @@ class TextMessage(BaseModel):
 
     text: str = Field(min_length=1, max_length=4000)
     user: str | None = Field(default=None, pattern=USER)
+    message_id: str | None = Field(default=None, pattern=CONVERSATION_ID, max_length=128)
 
 
 class Feedback(BaseModel):
@@ -49,6 +50,15 @@ class Feedback(BaseModel):
 
 
 User = Annotated[str | None, Query(pattern=USER, description="who is speaking, behind the key")]
+MessageId = Annotated[
+    str | None,
+    Query(
+        pattern=CONVERSATION_ID,
+        max_length=128,
+        description="the client's id for this message: a retry with the same id is "
+        "answered with the stored reply and stored once",
+    ),
+]
 Identity = Annotated[str, Depends(require_key)]
 
 
@@ -77,13 +87,17 @@ def response_json(response: VoiceResponse) -> dict[str, Any]:
 
 @router.get("/ready", tags=["operations"])
 async def ready(request: Request) -> Response:
-    """Readiness: 200 once the models are loaded, 503 before."""
+    """Readiness: 200 once the models are loaded and warmed up, 503 before.
+
+    A load balancer sends turns only to ready instances: one still warming up
+    would answer its first turns slowly.
+    """
     voice: VoiceManager = request.app.state.voice
     loading = request.app.state.loading
-    if voice.engine.initialized:
-        return Response('{"status": "ready"}', 200, media_type="application/json")
-    if loading.done() and loading.exception() is not None:
+    if loading.done() and not loading.cancelled() and loading.exception() is not None:
         return Response('{"status": "failed"}', 503, media_type="application/json")
+    if voice.engine.initialized and loading.done():
+        return Response('{"status": "ready"}', 200, media_type="application/json")
     return Response('{"status": "loading"}', 503, media_type="application/json")
 
 
@@ -93,6 +107,9 @@ async def metrics(request: Request) -> Response:
     collected = request.app.state.metrics
     if not collected.enabled:
         raise HTTPException(404, "metrics are switched off (metrics_enabled)")
+    pool = request.app.state.voice.engine.built.moshi_pool
+    if pool is not None:
+        collected.record_moshi(pool.occupancy())
     return Response(collected.render(), media_type="text/plain; version=0.0.4")
 
 
@@ -156,13 +173,16 @@ async def post_message(
     identity: Identity,
     mode: VoiceProcessingMode | None = None,
     user: User = None,
+    message_id: MessageId = None,
 ) -> dict[str, Any]:
     """Answer one message: audio (WAV, FLAC, MP3, OGG) or JSON ``{"text": ..., "user": ...}``.
 
     Memory, personality, tools and sync take part as the server enables them; the
     memories and personality are the speaker's: the API key's, and ``user``'s.
     Returns the reply: text, mode, timings and scores, what was remembered and
-    which tools ran (``metadata``), and WAV audio in base64.
+    which tools ran (``metadata``), and WAV audio in base64. A message sent again
+    with the same ``message_id`` (query, or JSON field), to this instance or to
+    another on the same store, gets the stored reply again and is stored once.
     """
     voice = _voice(request)
     logs.conversation_id.set(conversation_id)
@@ -184,8 +204,11 @@ async def post_message(
             ) from None
         speaker = speaker_of(identity, typed.user or user)
         message = VoiceMessage(conversation_id, b"", text_content=typed.text, speaker=speaker)
+        message_id = typed.message_id or message_id
     else:
         message = VoiceMessage(conversation_id, bytes(body), speaker=speaker_of(identity, user))
+    if message_id:
+        message.message_id = message_id
     metrics = request.app.state.metrics
     try:
         response = await voice.process_voice_message(message, mode)

@@ -1,4 +1,8 @@
-"""API keys (kept only as SHA-256 digests) and per-key rate limits."""
+"""API keys (kept only as SHA-256 digests) and per-key rate limits of one instance.
+
+Instances that share a PostgreSQL store share their buckets instead
+(``coda.store.postgres.server_state``).
+"""
 
 from __future__ import annotations
 
@@ -58,6 +62,10 @@ class RateLimiter:
             return False
         self._buckets[key] = (tokens - 1.0, now)
         return True
+
+    async def take(self, key: str) -> float:
+        """Take a token for ``key``: 0 when it had one, else the seconds until it has."""
+        return 0.0 if self.allow(key) else self.retry_after(key)
 
     def retry_after(self, key: str) -> float:
         """Seconds until ``key`` has a token again."""

@@ -36,12 +36,17 @@ class ServerSettings(BaseSettings):
         max_upload_bytes: Largest audio upload.
         max_frame_bytes: Largest websocket message.
         max_session_seconds: Longest websocket session.
-        max_sessions: Concurrent websocket sessions.
+        max_sessions: Concurrent websocket sessions on this instance.
+        max_sessions_per_key: Concurrent websocket sessions of one key (on all
+            instances together, when they share a PostgreSQL store).
         allowed_origins: Browser origins allowed (CORS and websockets); empty
             allows only the server's own origin.
         llm, llm_model, llm_url: The language model (as ``coda --llm``).
         moshi_url: A Moshi server, if any.
-        store: SQLite file for conversations (None: the default).
+        moshi_urls: Several Moshi servers, one session each (a pool); joined with
+            ``moshi_url`` if both are given.
+        store: Where everything persists: an SQLite file (None: the default) or
+            ``postgresql://…``, which several instances can share.
         models: Folder for assembled models (None: the default).
         default_mode: Processing mode for turns that name none.
         memory, personality, tools, sync: Switch each integration on or off
@@ -61,11 +66,13 @@ class ServerSettings(BaseSettings):
     max_frame_bytes: int = Field(default=16384, ge=64)
     max_session_seconds: float = Field(default=1800.0, gt=0)
     max_sessions: int = Field(default=32, ge=1)
+    max_sessions_per_key: int = Field(default=32, ge=1)
     allowed_origins: CommaList = Field(default_factory=list)
     llm: str = "auto"
     llm_model: str | None = None
     llm_url: str | None = None
     moshi_url: str | None = None
+    moshi_urls: CommaList = Field(default_factory=list)
     store: str | None = None
     models: str | None = None
     default_mode: VoiceProcessingMode = VoiceProcessingMode.ADAPTIVE
@@ -76,7 +83,7 @@ class ServerSettings(BaseSettings):
     metrics_enabled: bool = True
     analytics: bool = True
 
-    @field_validator("api_keys", "api_key_hashes", "allowed_origins", mode="before")
+    @field_validator("api_keys", "api_key_hashes", "allowed_origins", "moshi_urls", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -90,7 +97,7 @@ class ServerSettings(BaseSettings):
             llm = LLMConfig(provider=self.llm, model=self.llm_model, base_url=self.llm_url)
         return VoiceConfig(
             llm=llm,
-            moshi=MoshiConfig(server_url=self.moshi_url),
+            moshi=MoshiConfig(server_url=self.moshi_url, server_urls=tuple(self.moshi_urls)),
             store_path=self.store,
             model_cache_dir=self.models,
             default_mode=self.default_mode,

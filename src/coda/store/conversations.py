@@ -9,7 +9,8 @@ from coda.core.config import LLMConfig, VoiceConfig
 from coda.core.errors import ConversationError
 from coda.core.ids import check_conversation_id
 from coda.core.models import ConversationState, ConversationTurn
-from coda.store.sqlite import ConversationStore
+from coda.store.backends import conversation_store
+from coda.store.base import ConversationStore
 
 HEADROOM_TOKENS = 600
 """Context kept free of history for the system prompt, memories and the user's words."""
@@ -19,13 +20,26 @@ def _chars(turns: list[ConversationTurn]) -> int:
     return sum(len(t.user_text) + len(t.assistant_text) + len(t.context or "") for t in turns)
 
 
+def _counted(metrics: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """The conversation's figures with one more turn (its latency from ``metadata``)."""
+    counted = dict(metrics)
+    count = counted["turns"] = int(metrics.get("turns", 0)) + 1
+    latency = metadata.get("timings_ms", {}).get("total")
+    if latency is not None:
+        mean = float(metrics.get("mean_processing_ms", 0.0))
+        counted["mean_processing_ms"] = mean + (latency - mean) / count
+    return counted
+
+
 class Conversations:
-    """Active conversations held in memory over the SQLite store.
+    """Active conversations held in memory over the store.
 
     At most ``max_concurrent_conversations`` are held; at the limit the least
     recently active idle one is released from memory (it stays in the store and
     comes back on its next message). Only when every held one is mid-turn is a
-    new one refused. Turns of one conversation run one at a time.
+    new one refused. Turns of one conversation run one at a time here. Over a
+    shared store (PostgreSQL), another instance may have answered since, so each
+    turn and each read starts from what the store holds.
     """
 
     def __init__(self, config: VoiceConfig) -> None:
@@ -33,7 +47,7 @@ class Conversations:
         llm = config.llm or LLMConfig()
         # What the history may take of the LLM's context, at ~3 characters a token.
         self._max_chars = max(1000, (llm.context_tokens - llm.max_tokens - HEADROOM_TOKENS) * 3)
-        self.store = ConversationStore(config.resolved_store_path())
+        self.store: ConversationStore = conversation_store(config.store_location())
         self._active: dict[str, ConversationState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -49,7 +63,7 @@ class Conversations:
     async def close(self) -> None:
         """Close the store and forget what is held (a later ``open_store`` starts afresh)."""
         await self.store.close()
-        self.store = ConversationStore(self.config.resolved_store_path())
+        self.store = conversation_store(self.config.store_location())
         self._active.clear()
         self._locks.clear()
 
@@ -91,7 +105,7 @@ class Conversations:
 
     async def get(self, conversation_id: str) -> ConversationState | None:
         """The conversation's state (active or ended), or None if unknown."""
-        if conversation_id in self._active:
+        if conversation_id in self._active and not self.store.shared:
             return self._active[conversation_id]
         return await self.store.load(conversation_id, self.config.max_conversation_length)
 
@@ -117,20 +131,34 @@ class Conversations:
             return await self.start(conversation_id)
         if conversation_id not in self._active:
             self._make_room()
-            self._active[conversation_id] = state
+        self._active[conversation_id] = state
         return state
+
+    async def held(self, conversation_id: str) -> ConversationState:
+        """The state a turn in progress holds (opened again if it was released)."""
+        return self._active.get(conversation_id) or await self.open(conversation_id)
 
     async def commit(
         self, state: ConversationState, turn: ConversationTurn, metadata: dict[str, Any]
-    ) -> list[ConversationTurn]:
+    ) -> list[ConversationTurn] | None:
         """Append a finished turn (bounded in memory, whole in the store).
 
         Returns:
             The oldest turns, once the history outgrows its budget (``max_conversation_
             length`` turns, or what fits the LLM's context): down to three quarters
             of it, so they are summarized in chunks and the LLM's cached prompt
-            changes only now and then.
+            changes only now and then. None if the turn was stored already (its
+            ``message_id`` retried): nothing changed.
         """
+        previous, state.metrics = state.metrics, _counted(state.metrics, metadata)
+        stored = False
+        try:
+            stored = await self.store.add_turn(state, turn, metadata)
+        finally:
+            if not stored:
+                state.metrics = previous  # not stored: the figures stay as they were
+        if not stored:
+            return None
         state.turns.append(turn)
         dropped: list[ConversationTurn] = []
         if len(state.turns) > self._max_turns or _chars(state.turns) > self._max_chars:
@@ -143,13 +171,6 @@ class Conversations:
             dropped, state.turns[:] = state.turns[:-keep], state.turns[-keep:]
         state.current_mode = turn.mode
         state.last_activity = turn.timestamp
-        count = int(state.metrics.get("turns", 0)) + 1
-        state.metrics["turns"] = count
-        latency = metadata.get("timings_ms", {}).get("total")
-        if latency is not None:
-            mean = float(state.metrics.get("mean_processing_ms", 0.0))
-            state.metrics["mean_processing_ms"] = mean + (latency - mean) / count
-        await self.store.add_turn(state, turn, metadata)
         return dropped
 
     @property

@@ -40,8 +40,10 @@ CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns(conversation_id, seq);
 """
 
 
-class ConversationStore:
-    """SQLite-backed conversation history."""
+class SQLiteConversationStore:
+    """SQLite-backed conversation history, for one Coda process."""
+
+    shared = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -131,8 +133,8 @@ class ConversationStore:
 
     async def add_turn(
         self, state: ConversationState, turn: ConversationTurn, metadata: dict[str, Any]
-    ) -> None:
-        """Append a finished turn and update the conversation, atomically."""
+    ) -> bool:
+        """Append a finished turn and update the conversation, atomically; True."""
 
         def write() -> None:
             db = self._conn
@@ -163,6 +165,22 @@ class ConversationStore:
                 )
 
         await self._database.run(write)
+        return True
+
+    async def find_turn(self, conversation_id: str, message_id: str) -> ConversationTurn | None:
+        """The stored turn of the message ``message_id``, if any."""
+
+        def find() -> ConversationTurn | None:
+            row = self._conn.execute(
+                "SELECT user_text, assistant_text, mode, timestamp FROM turns "
+                "WHERE conversation_id = ? AND message_id = ? ORDER BY seq LIMIT 1",
+                (conversation_id, message_id),
+            ).fetchone()
+            if row is None:
+                return None
+            return ConversationTurn(row[0], row[1], VoiceProcessingMode(row[2]), row[3], message_id)
+
+        return await self._database.run(find)
 
     async def set_summary(self, conversation_id: str, summary: str) -> None:
         """Keep the summary of the conversation's older turns."""
@@ -196,3 +214,28 @@ class ConversationStore:
             return int(row[0])
 
         return await self._database.run(count)
+
+    async def check(self) -> list[str]:
+        """Conversations whose turn count, or last activity, disagrees with their turns."""
+
+        def check() -> list[str]:
+            rows = self._conn.execute(
+                "SELECT c.id, c.metrics, c.last_activity, COUNT(t.seq), MAX(t.timestamp) "
+                "FROM conversations c LEFT JOIN turns t ON t.conversation_id = c.id GROUP BY c.id"
+            )
+            problems = []
+            for cid, metrics, last_activity, count, latest in rows:
+                counted = json.loads(metrics).get("turns", 0)
+                if counted != count:
+                    problems.append(f"{cid}: {count} turns stored, {counted} counted")
+                if latest is not None and last_activity < latest:
+                    problems.append(f"{cid}: last activity before its last turn")
+            orphans = self._conn.execute(
+                "SELECT COUNT(*) FROM turns WHERE conversation_id NOT IN "
+                "(SELECT id FROM conversations)"
+            ).fetchone()[0]
+            if orphans:
+                problems.append(f"{orphans} turns of no conversation")
+            return problems
+
+        return await self._database.run(check)

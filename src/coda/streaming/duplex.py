@@ -55,6 +55,7 @@ from coda.turn.events import (
     TurnEvent,
     TurnFailed,
     TurnOutcome,
+    TurnStored,
 )
 from coda.turn.outcome import partial_outcome
 from coda.voice.engine import VoiceEngine
@@ -110,6 +111,7 @@ class DuplexSession:
         policy = TurnEndPolicy(self._streaming)
         self._pause = PauseReader(self.pipeline.recognizer, policy, smart_turn, self._on_guess)
         self._checks: set[asyncio.Task[None]] = set()  # barge-in checks, ends of utterances
+        self._storing: set[asyncio.Task[None]] = set()  # finished turns being stored
         self._ending: asyncio.Task[None] | None = None
         self._barge_checked_at = 0.0
         self._backchannels = {normalize(b) for b in self._streaming.backchannels}
@@ -200,6 +202,8 @@ class DuplexSession:
                 await self._store(reply, spoken)
             except VoiceProcessingError as exc:
                 log.warning("the last turn of %s was not stored: %s", self.conversation_id, exc)
+        if self._storing:  # turns that played to the end are stored before the session ends
+            await asyncio.wait(set(self._storing))
         self.frontend.close()
         self._worker.shutdown()
 
@@ -355,6 +359,8 @@ class DuplexSession:
             return
         self._reply = None
         task = asyncio.create_task(self._store(reply, spoken))
+        self._storing.add(task)
+        task.add_done_callback(self._storing.discard)
         task.add_done_callback(_log_failure)
 
     async def _store(self, reply: Reply, spoken: str) -> None:
@@ -368,6 +374,8 @@ class DuplexSession:
             cut = spoken != outcome.reply_text
             outcome = replace(outcome, reply_text=spoken, interrupted=cut)
         await self.pipeline.commit(outcome)
+        turn = outcome.turn
+        self.events.put_nowait(TurnStored(turn.message_id or "", outcome.user_text, spoken))
 
     # -- barge-in -------------------------------------------------------------------------
 

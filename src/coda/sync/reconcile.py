@@ -10,13 +10,13 @@ the change is kept in ``PendingForVoice``. A write that meets a concurrent chang
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from coda.core.errors import SyncError
 from coda.core.integration_config import VoiceConversationSyncConfig
 from coda.core.models import SyncEventType
 from coda.sync.conflicts import ConflictResolution, MessageVersion, Side, resolve_conflict
-from coda.sync.events import EventDispatcher
+from coda.sync.events import EventDispatcher, SyncEvent
 from coda.sync.text_conversations import Source, StaleVersionError, TextMessage
 from coda.sync.updates import PendingForVoice, TextUpdate, VoiceWrite
 
@@ -52,6 +52,28 @@ class ConversationManager(Protocol):
 
     async def messages(self, conversation_id: str) -> list[TextMessage]:
         """The conversation's messages in order."""
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """A manager with resources to release."""
+
+    async def close(self) -> None:
+        """Release them."""
+
+
+@runtime_checkable
+class SharedEvents(Protocol):
+    """A manager shared by several Coda instances, which carries their sync events."""
+
+    async def publish_event(self, event: SyncEvent) -> None:
+        """Tell the other instances of an event of this one."""
+
+    def start_events(self, receive: Callable[[SyncEvent], Awaitable[None]]) -> None:
+        """Hand each event of the other instances to ``receive``, in order."""
+
+    def stop_events(self) -> None:
+        """Stop handing them."""
 
 
 async def _retry_stale(attempt: Callable[[], Awaitable[T]]) -> T:

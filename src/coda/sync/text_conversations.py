@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, Self, TypeVar, get_args
 
 from coda.core.errors import SyncError
 from coda.core.models import new_id
@@ -90,20 +90,151 @@ class TextMessage:
             self.updated_by = self.source
 
 
-def _check_conversation_id(conversation_id: object) -> str:
+def check_conversation_id(conversation_id: object) -> str:
+    """The id if it is a non-empty string (``SyncError`` if not)."""
     if not isinstance(conversation_id, str) or not conversation_id:
         raise SyncError(f"conversation_id must be a non-empty string, got {conversation_id!r}")
     return conversation_id
 
 
-def _row_to_message(row: tuple[Any, ...]) -> TextMessage:
+def row_to_message(row: tuple[Any, ...]) -> TextMessage:
+    """A message from a row of its columns, in the stores' order."""
     message_id, role, content, source, created_at, updated_at, version, updated_by = row
     return TextMessage(
         message_id, role, content, source, created_at, updated_at, version, updated_by
     )
 
 
-class TextConversationManager:
+class TextConversations:
+    """What every text conversation manager adds to its storage: typed messages, edits."""
+
+    async def open(self) -> None:
+        """Open (and create if needed) the storage; a no-op when already open."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release the storage."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def add_message(self, conversation_id: str, message: TextMessage) -> TextMessage:
+        """Append a message (``SyncError`` if its id is taken)."""
+        raise NotImplementedError
+
+    async def update_message(
+        self,
+        conversation_id: str,
+        message_id: str,
+        content: str,
+        *,
+        updated_by: Source = "text",
+        updated_at: float | None = None,
+        expected_version: int | None = None,
+    ) -> TextMessage:
+        """Change a message's content, bumping its version, in one transaction.
+
+        Args:
+            conversation_id: The conversation.
+            message_id: The message to change.
+            content: The new content.
+            updated_by: The side writing the content.
+            updated_at: Time of the new content (default: now).
+            expected_version: If given, the update applies only to this version.
+
+        Returns:
+            The updated message.
+
+        Raises:
+            SyncError: If the message does not exist or the arguments are invalid.
+            StaleVersionError: If ``expected_version`` is not the current version.
+        """
+        check_update(content, updated_by)
+        at = time.time() if updated_at is None else float(updated_at)
+        return await self._update(
+            conversation_id, message_id, content, updated_by, at, expected_version
+        )
+
+    async def _update(
+        self,
+        conversation_id: str,
+        message_id: str,
+        content: str,
+        updated_by: Source,
+        at: float,
+        expected_version: int | None,
+    ) -> TextMessage:
+        """Write the change in one transaction, its version checked by ``check_version``."""
+        raise NotImplementedError
+
+    async def add_text_message(
+        self,
+        conversation_id: str,
+        role: Role,
+        content: str,
+        *,
+        message_id: str | None = None,
+        created_at: float | None = None,
+    ) -> TextMessage:
+        """Add a message typed in a text UI (source "text")."""
+        message = TextMessage(
+            message_id=message_id or new_id("txt"),
+            role=role,
+            content=content,
+            source="text",
+            created_at=time.time() if created_at is None else created_at,
+        )
+        return await self.add_message(conversation_id, message)
+
+    async def edit_text_message(
+        self,
+        conversation_id: str,
+        message_id: str,
+        content: str,
+        *,
+        updated_at: float | None = None,
+    ) -> TextMessage:
+        """Edit a message from a text UI (``updated_by`` "text"), without conflict checks."""
+        return await self.update_message(
+            conversation_id, message_id, content, updated_by="text", updated_at=updated_at
+        )
+
+
+def check_update(content: object, updated_by: object) -> None:
+    """Refuse an update's content or side before anything is written.
+
+    Raises:
+        SyncError: If ``content`` is not a string or ``updated_by`` not a side.
+    """
+    if not isinstance(content, str):
+        raise SyncError(f"content must be a string, got {type(content).__name__}")
+    if updated_by not in get_args(Source):
+        raise SyncError(f"updated_by must be 'voice' or 'text', got {updated_by!r}")
+
+
+def check_version(
+    conversation_id: str, message_id: str, found: int | None, expected: int | None
+) -> None:
+    """Refuse an update of a missing message, or of one no longer at ``expected``.
+
+    Raises:
+        SyncError: If there is no such message (``found`` is None).
+        StaleVersionError: If ``expected`` is given and is not ``found``.
+    """
+    if found is None:
+        raise SyncError(f"conversation {conversation_id!r} has no message {message_id!r}")
+    if expected is not None and found != expected:
+        raise StaleVersionError(
+            f"message {message_id!r} is at version {found}, not {expected}: it changed meanwhile"
+        )
+
+
+class TextConversationManager(TextConversations):
     """Text conversations in SQLite: a file path, or ``":memory:"`` for this process only."""
 
     def __init__(self, path: str | Path = MEMORY) -> None:
@@ -123,13 +254,6 @@ class TextConversationManager:
         """Close the database and stop the worker thread."""
         await self._database.close()
 
-    async def __aenter__(self) -> TextConversationManager:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
     @property
     def _conn(self) -> sqlite3.Connection:
         return self._database.connection
@@ -143,7 +267,7 @@ class TextConversationManager:
         Raises:
             SyncError: If the conversation already has a message with this id.
         """
-        _check_conversation_id(conversation_id)
+        check_conversation_id(conversation_id)
 
         def insert() -> None:
             db = self._conn
@@ -184,7 +308,7 @@ class TextConversationManager:
                 "WHERE conversation_id = ? AND message_id = ?",
                 (conversation_id, message_id),
             ).fetchone()
-            return None if row is None else _row_to_message(row)
+            return None if row is None else row_to_message(row)
 
         return await self._run(select)
 
@@ -197,43 +321,19 @@ class TextConversationManager:
                 "ORDER BY created_at, seq",
                 (conversation_id,),
             ).fetchall()
-            return [_row_to_message(row) for row in rows]
+            return [row_to_message(row) for row in rows]
 
         return await self._run(select)
 
-    async def update_message(
+    async def _update(
         self,
         conversation_id: str,
         message_id: str,
         content: str,
-        *,
-        updated_by: Source = "text",
-        updated_at: float | None = None,
-        expected_version: int | None = None,
+        updated_by: Source,
+        at: float,
+        expected_version: int | None,
     ) -> TextMessage:
-        """Change a message's content, bumping its version, in one transaction.
-
-        Args:
-            conversation_id: The conversation.
-            message_id: The message to change.
-            content: The new content.
-            updated_by: The side writing the content.
-            updated_at: Time of the new content (default: now).
-            expected_version: If given, the update applies only to this version.
-
-        Returns:
-            The updated message.
-
-        Raises:
-            SyncError: If the message does not exist or the arguments are invalid.
-            StaleVersionError: If ``expected_version`` is not the current version.
-        """
-        if not isinstance(content, str):
-            raise SyncError(f"content must be a string, got {type(content).__name__}")
-        if updated_by not in get_args(Source):
-            raise SyncError(f"updated_by must be 'voice' or 'text', got {updated_by!r}")
-        at = time.time() if updated_at is None else float(updated_at)
-
         def update() -> TextMessage:
             db = self._conn
             with db:
@@ -243,15 +343,9 @@ class TextConversationManager:
                     "WHERE conversation_id = ? AND message_id = ?",
                     (conversation_id, message_id),
                 ).fetchone()
-                if row is None:
-                    raise SyncError(
-                        f"conversation {conversation_id!r} has no message {message_id!r}"
-                    )
-                if expected_version is not None and row[0] != expected_version:
-                    raise StaleVersionError(
-                        f"message {message_id!r} is at version {row[0]}, "
-                        f"not {expected_version}: it changed meanwhile"
-                    )
+                check_version(
+                    conversation_id, message_id, None if row is None else row[0], expected_version
+                )
                 db.execute(
                     "UPDATE text_messages SET content = ?, updated_at = ?, updated_by = ?, "
                     "version = version + 1 WHERE conversation_id = ? AND message_id = ?",
@@ -262,38 +356,6 @@ class TextConversationManager:
                     "WHERE conversation_id = ? AND message_id = ?",
                     (conversation_id, message_id),
                 ).fetchone()
-            return _row_to_message(updated)
+            return row_to_message(updated)
 
         return await self._run(update)
-
-    async def add_text_message(
-        self,
-        conversation_id: str,
-        role: Role,
-        content: str,
-        *,
-        message_id: str | None = None,
-        created_at: float | None = None,
-    ) -> TextMessage:
-        """Add a message typed in a text UI (source "text")."""
-        message = TextMessage(
-            message_id=message_id or new_id("txt"),
-            role=role,
-            content=content,
-            source="text",
-            created_at=time.time() if created_at is None else created_at,
-        )
-        return await self.add_message(conversation_id, message)
-
-    async def edit_text_message(
-        self,
-        conversation_id: str,
-        message_id: str,
-        content: str,
-        *,
-        updated_at: float | None = None,
-    ) -> TextMessage:
-        """Edit a message from a text UI (``updated_by`` "text"), without conflict checks."""
-        return await self.update_message(
-            conversation_id, message_id, content, updated_by="text", updated_at=updated_at
-        )

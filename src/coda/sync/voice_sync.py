@@ -31,7 +31,7 @@ from coda.core.errors import SyncError
 from coda.core.integration_config import VoiceConversationSyncConfig
 from coda.core.models import ConversationState, SyncEventType, VoiceMessage, VoiceResponse
 from coda.sync.events import EventDispatcher, Handler, SyncEvent
-from coda.sync.reconcile import ConversationManager, Outcome, Reconciler
+from coda.sync.reconcile import Closable, ConversationManager, Outcome, Reconciler, SharedEvents
 from coda.sync.text_conversations import MEMORY, TextConversationManager
 from coda.sync.updates import (
     PendingForVoice,
@@ -71,6 +71,11 @@ class VoiceConversationSync:
         config: Sync settings (default ``VoiceConversationSyncConfig()``).
         store_path: SQLite file of the default manager; the default ``":memory:"``
             keeps the text conversations in this process only.
+        owned: ``close()`` closes ``conversation_manager`` too.
+
+    A manager that shares events (``SharedEvents``: the PostgreSQL one) relays this
+    instance's events to the other instances and theirs to this one's handlers,
+    from ``open()`` on.
     """
 
     def __init__(
@@ -79,9 +84,10 @@ class VoiceConversationSync:
         config: VoiceConversationSyncConfig | None = None,
         *,
         store_path: str | Path = MEMORY,
+        owned: bool = False,
     ) -> None:
         self.config = config or VoiceConversationSyncConfig()
-        self._owns_manager = conversation_manager is None
+        self._owns_manager = owned or conversation_manager is None
         self.conversation_manager: ConversationManager = (
             conversation_manager or TextConversationManager(store_path)
         )
@@ -93,9 +99,20 @@ class VoiceConversationSync:
         self._queue: list[VoiceWrite] = []
         self._stats = _Stats()
 
+    async def open(self) -> None:
+        """Open the text side now (writes open it when first needed).
+
+        Over a shared store, other instances' events reach the handlers from now on.
+        """
+        async with self._lock:
+            await self._ensure_open()
+
     async def close(self) -> None:
-        """Close the default conversation manager (a caller's manager is left open)."""
-        if self._owns_manager and isinstance(self.conversation_manager, TextConversationManager):
+        """Close the conversation manager if this instance owns it."""
+        if isinstance(self.conversation_manager, SharedEvents):
+            self.conversation_manager.stop_events()
+            self._events.relay = None
+        if self._owns_manager and isinstance(self.conversation_manager, Closable):
             await self.conversation_manager.close()
         self._opened = False
 
@@ -114,6 +131,10 @@ class VoiceConversationSync:
             SyncError: If the event type is unknown or the handler is not callable.
         """
         self._events.add_handler(event_type, handler)
+
+    def remove_event_handler(self, event_type: SyncEventType, handler: Callable[..., Any]) -> None:
+        """Unregister a handler (nothing happens if it is not registered)."""
+        self._events.remove_handler(event_type, handler)
 
     # -- voice to text ------------------------------------------------------------
 
@@ -369,6 +390,10 @@ class VoiceConversationSync:
     async def _ensure_open(self) -> None:
         if not self._opened:
             await self.conversation_manager.open()
+            manager = self.conversation_manager
+            if isinstance(manager, SharedEvents):
+                self._events.relay = manager.publish_event
+                manager.start_events(self._events.receive)
             self._opened = True
 
     def get_sync_stats(self) -> dict[str, Any]:

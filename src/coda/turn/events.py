@@ -3,8 +3,9 @@
 Responders emit ``TextDelta``, ``SpokenPiece`` and ``TurnFinished``; the pipeline
 adds ``Transcribed``, ``MemoryRecalled`` and ``ToolCalled`` and ends with the
 ``TurnOutcome``; the live session adds ``SpeechStarted``, ``SpeechEnded``,
-``ReplyDiscarded``, ``Interrupted`` and ``TurnFailed``. ``VoiceStreamChunk``, the websocket's JSON
-and the browser page are each one mapping of these.
+``ReplyDiscarded``, ``Interrupted``, ``TurnFailed`` and ``TurnStored``.
+``VoiceStreamChunk``, the websocket's JSON and the browser page are each one
+mapping of these.
 """
 
 from __future__ import annotations
@@ -158,6 +159,19 @@ class TurnFailed:
     message: str
 
 
+@dataclass(frozen=True)
+class TurnStored:
+    """A live turn is in the store, with the part of the reply that was heard.
+
+    A live turn is stored once its reply has played (or was cut off), after its
+    ``TurnOutcome``: a client that must not lose turns waits for this one.
+    """
+
+    message_id: str
+    user_text: str
+    reply_text: str
+
+
 TurnEvent = (
     SpeechStarted
     | SpeechEnded
@@ -171,4 +185,5 @@ TurnEvent = (
     | TurnOutcome
     | Interrupted
     | TurnFailed
+    | TurnStored
 )

@@ -137,8 +137,10 @@ class TurnPipeline:
         ticket = Ticket(turn.conversation_id)
         token = current_ticket.set(ticket)
         try:
-            turn.state = await self.conversations.open(turn.conversation_id)
             async with self.conversations.lock(turn.conversation_id):
+                # Inside the lock: over a shared store, the state read is the one
+                # the previous turn (here or on another instance) left.
+                turn.state = await self.conversations.open(turn.conversation_id)
                 stages = self._stages(turn, audio, text, requested, clock, commit, transcript)
                 async for event in with_deadline(
                     stages, self.config.streaming.turn_timeout_seconds
@@ -177,7 +179,7 @@ class TurnPipeline:
             yield transcript
         # 3. before-reply hooks (only with the words: Moshi cannot take text context)
         started = clock.since()
-        plan = await self.before_reply(turn) if transcript is not None else ReplyPlan()
+        plan = await self._plan(turn) if transcript is not None else ReplyPlan()
         clock.add("hooks", clock.stop(started))
         turn.reply_context = plan.context
         for event in plan.events:
@@ -221,6 +223,14 @@ class TurnPipeline:
     def _included(self, turn: TurnContext) -> list[TurnHooks]:
         return [h for h in self.hooks if turn.options.allows(h.name)]
 
+    async def _plan(self, turn: TurnContext) -> ReplyPlan:
+        """The hooks' plan; for a message stored already (a client's retry), its reply."""
+        if turn.message_id:
+            stored = await self.conversations.store.find_turn(turn.conversation_id, turn.message_id)
+            if stored is not None:  # said again; the commit then stores nothing new
+                return ReplyPlan(reply=stored.assistant_text, metadata={"replayed": True})
+        return await self.before_reply(turn)
+
     async def before_reply(self, turn: TurnContext) -> ReplyPlan:
         """The ``before_reply`` hooks' plan for ``turn``, its words known (stage 3)."""
         # What the speaker's previous turn is still teaching should be recallable now.
@@ -257,7 +267,7 @@ class TurnPipeline:
     async def commit(self, outcome: TurnOutcome) -> None:
         """Store a finished (or interrupted, with what was spoken) turn, then learn from it."""
         turn = outcome.turn
-        state = await self.conversations.open(turn.conversation_id)
+        state = await self.conversations.held(turn.conversation_id)
         stored = ConversationTurn(
             outcome.user_text,
             outcome.reply_text,
@@ -268,6 +278,8 @@ class TurnPipeline:
         dropped = await self.conversations.commit(
             state, stored, {"timings_ms": outcome.metadata.get("timings_ms", {})}
         )
+        if dropped is None:
+            return  # its message was stored before (a retry): learnt from then
         if dropped and self.summarizer is not None:
             self.background.submit(turn.speaker, "summary", _summary(self, state, dropped))
         self.stats.record(outcome)

@@ -233,7 +233,7 @@ class VoiceEngine:
 
     def _engine_info(self, mode: VoiceProcessingMode) -> dict[str, Any]:
         if mode is VoiceProcessingMode.MOSHI_ONLY:
-            return {"provider": "moshi", "model": None, "reason": self.config.moshi.server_url}
+            return {"provider": "moshi", "model": None, "reason": "a Moshi server of the pool"}
         return {
             "provider": self.llm.name if self.llm else None,
             "model": self.llm.model if self.llm else None,

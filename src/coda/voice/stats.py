@@ -20,7 +20,7 @@ def engine_stats(engine: VoiceEngine) -> dict[str, Any]:
         "stt_provider": engine.stt.name if engine.stt else None,
         "stt_fitted_window_fallbacks": getattr(engine.stt, "fallbacks", None),
         "tts_provider": engine.tts.name if engine.tts else None,
-        "moshi_server": engine.config.moshi.server_url if engine.built.s2s else None,
+        "moshi_servers": engine.built.moshi_pool.snapshot() if engine.built.moshi_pool else [],
         "vram": engine.vram.stats(),
         "modes_available": sorted(m.value for m in engine.responders),
         "modes_unavailable": {m.value: why for m, why in engine.built.unavailable.items()},

@@ -23,6 +23,7 @@ from coda.core.errors import MoshiConnectionError
 from coda.core.provider_config import MoshiConfig
 from coda.providers.base import SpeechAudio
 from coda.providers.s2s import moshi_protocol as protocol
+from coda.providers.s2s.moshi_pool import MoshiPool
 from coda.providers.s2s.moshi_session import MoshiAudio, MoshiOutput, MoshiSession, MoshiText
 
 FRAME = protocol.FRAME_SAMPLES
@@ -42,16 +43,19 @@ class ReplyState:
 
 
 class MoshiSpeechToSpeech:
-    """Talks to a Moshi server over its websocket protocol.
+    """Talks to Moshi servers over their websocket protocol.
 
     Args:
-        config: Server URL, timeouts, sampling and reply-end settings.
+        config: Servers, timeouts, sampling and reply-end settings.
+        pool: The servers' pool (default: one of ``config``'s own); share one
+            with live calls, so that each server serves one session at a time.
     """
 
     name = "moshi"
 
-    def __init__(self, config: MoshiConfig) -> None:
+    def __init__(self, config: MoshiConfig, pool: MoshiPool | None = None) -> None:
         self.config = config
+        self.pool = pool or MoshiPool(config)
         self.finish_reason: str | None = None
         """Why the last reply ended: "silence", "length" or "closed"."""
 
@@ -75,7 +79,7 @@ class MoshiSpeechToSpeech:
         user = np.zeros(frames * FRAME, np.float32)
         user[: len(audio)] = audio
         reply = ReplyState(listen_samples=len(user))
-        session = await MoshiSession.open(self.config)
+        session = await self.pool.session()
         progress = asyncio.Event()
         sender = asyncio.create_task(self._feed(session, user, reply, progress))
         try:

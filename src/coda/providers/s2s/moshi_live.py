@@ -21,6 +21,7 @@ import soxr
 from coda.core.errors import MoshiConnectionError
 from coda.core.provider_config import MoshiConfig
 from coda.providers.s2s import moshi_protocol as protocol
+from coda.providers.s2s.moshi_pool import MoshiPool
 from coda.providers.s2s.moshi_session import MoshiOutput, MoshiSession
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,15 @@ class MoshiLiveBridge:
     as it is captured and iterate ``events()`` for what Moshi says.
 
     Args:
-        config: The Moshi server and reconnection settings.
+        config: The Moshi servers and reconnection settings.
         input_rate: Sample rate of the audio given to ``send``, in Hz.
+        pool: The servers' pool (default: one of ``config``'s own); a reconnection
+            may land on another server of it.
     """
 
-    def __init__(self, config: MoshiConfig, input_rate: int) -> None:
+    def __init__(self, config: MoshiConfig, input_rate: int, pool: MoshiPool | None = None) -> None:
         self.config = config
+        self.pool = pool or MoshiPool(config)
         self._resampler = soxr.ResampleStream(input_rate, protocol.SAMPLE_RATE, 1, dtype="float32")
         self._events: asyncio.Queue[LiveEvent | BaseException | None] = asyncio.Queue()
         self._session: MoshiSession | None = None
@@ -74,7 +78,7 @@ class MoshiLiveBridge:
         Raises:
             MoshiConnectionError: If the server cannot be reached.
         """
-        self._attach(await MoshiSession.open(self.config))
+        self._attach(await self.pool.session())
 
     def _attach(self, session: MoshiSession) -> None:
         self._session = session
@@ -138,7 +142,7 @@ class MoshiLiveBridge:
             for attempt in range(1, self.config.reconnect_attempts + 1):
                 await asyncio.sleep(delay)
                 try:
-                    session = await MoshiSession.open(self.config)
+                    session = await self.pool.session()
                 except MoshiConnectionError as exc:
                     log.info("reconnect attempt %d failed: %s", attempt, exc)
                     delay *= 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -55,17 +56,15 @@ class CodecTimes:
     pages_received: int = 0
 
 
-def session_url(config: MoshiConfig) -> str:
-    """The chat URL with the sampling parameters that the Rust server reads.
+def session_url(config: MoshiConfig, server: str) -> str:
+    """``server``'s chat URL with the sampling parameters that the Rust server reads.
 
     Raises:
-        MoshiConnectionError: If no server is configured or the URL is not ws(s)://.
+        MoshiConnectionError: If the URL is not ws(s)://.
     """
-    if not config.server_url:
-        raise MoshiConnectionError("no Moshi server is configured (MoshiConfig.server_url)")
-    parts = urlsplit(config.server_url)
+    parts = urlsplit(server)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise MoshiConnectionError(f"not a websocket URL: {config.server_url!r}")
+        raise MoshiConnectionError(f"not a websocket URL: {server!r}")
     query = urlencode(
         {
             "text_temperature": config.temperature_text,
@@ -96,17 +95,19 @@ class MoshiSession:
         self._reader = sphn.OpusStreamReader(protocol.SAMPLE_RATE)
         self._pending = np.zeros(0, np.float32)
         self._closed = False
+        self.on_close: Callable[[], None] | None = None
+        """Called once when the session closes (a pool frees its server)."""
 
     @classmethod
-    async def open(cls, config: MoshiConfig) -> MoshiSession:
-        """Connect and wait for the handshake.
+    async def open(cls, config: MoshiConfig, server: str) -> MoshiSession:
+        """Connect to ``server`` and wait for the handshake.
 
         Raises:
             MoshiConnectionError: If the server is unreachable, refuses the socket,
                 or sends no handshake within ``handshake_timeout_seconds`` (the
                 Python server holds new sessions until the current one ends).
         """
-        url = session_url(config)
+        url = session_url(config, server)
         try:
             ws = await asyncio.wait_for(
                 # A hung server must not hold up closing: abort after half a second.
@@ -117,12 +118,12 @@ class MoshiSession:
             )
         except TimeoutError:
             raise MoshiConnectionError(
-                f"Moshi server at {config.server_url} did not accept a connection within "
+                f"Moshi server at {server} did not accept a connection within "
                 f"{config.connect_timeout_seconds:g} s"
             ) from None
         except (OSError, WebSocketException) as exc:
             raise MoshiConnectionError(
-                f"cannot connect to the Moshi server at {config.server_url}: {exc}"
+                f"cannot connect to the Moshi server at {server}: {exc}"
             ) from exc
         try:
             handshake, metadata = await asyncio.wait_for(
@@ -133,7 +134,7 @@ class MoshiSession:
                 await ws.close()
             if isinstance(exc, TimeoutError):
                 raise MoshiConnectionError(
-                    f"no handshake from the Moshi server at {config.server_url} within "
+                    f"no handshake from the Moshi server at {server} within "
                     f"{config.handshake_timeout_seconds:g} s (busy with another session?)"
                 ) from None
             raise
@@ -216,8 +217,12 @@ class MoshiSession:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(Exception):
-            await self._ws.close()
+        try:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        finally:
+            if self.on_close is not None:
+                self.on_close()
 
 
 async def _recv(ws: ClientConnection) -> bytes:

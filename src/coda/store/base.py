@@ -1,0 +1,61 @@
+"""The conversation store's protocol, which SQLite (``sqlite``) and PostgreSQL follow."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from coda.core.models import ConversationState, ConversationTurn
+
+
+class ConversationStore(Protocol):
+    """Where conversations and their turns persist.
+
+    Attributes:
+        shared: Other Coda instances may write the same store, so what a process
+            holds in memory can be stale and is read again for each turn.
+    """
+
+    shared: bool
+
+    async def open(self) -> None:
+        """Open (and create, or bring up to date) the store."""
+
+    async def close(self) -> None:
+        """Close the store."""
+
+    async def create(self, conversation_id: str) -> ConversationState:
+        """Record a new conversation (``ConversationError`` if the id is taken)."""
+        ...
+
+    async def load(self, conversation_id: str, max_turns: int) -> ConversationState | None:
+        """The conversation with its latest ``max_turns`` turns, or None if unknown."""
+        ...
+
+    async def add_turn(
+        self, state: ConversationState, turn: ConversationTurn, metadata: dict[str, Any]
+    ) -> bool:
+        """Append a finished turn and update the conversation, in one transaction.
+
+        Returns:
+            False if a turn with the same ``message_id`` was stored already (a
+            retried message is stored once).
+        """
+        ...
+
+    async def find_turn(self, conversation_id: str, message_id: str) -> ConversationTurn | None:
+        """The stored turn of the message ``message_id``, if any."""
+        ...
+
+    async def set_summary(self, conversation_id: str, summary: str) -> None:
+        """Keep the summary of the conversation's older turns."""
+
+    async def end(self, conversation_id: str) -> None:
+        """Mark the conversation ended."""
+
+    async def count_turns(self, conversation_id: str) -> int:
+        """How many turns the conversation has in total."""
+        ...
+
+    async def check(self) -> list[str]:
+        """Consistency problems found in the whole store (none: an empty list)."""
+        ...

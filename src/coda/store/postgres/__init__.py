@@ -1,0 +1,1 @@
+"""The PostgreSQL store: what several Coda instances share (see ``coda.store.backends``)."""
