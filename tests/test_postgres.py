@@ -336,3 +336,18 @@ def test_a_store_url_of_another_kind_is_refused_before_anything_is_made(tmp_path
     assert served.returncode != 0
     assert "mysql://… is not supported" in served.stderr and "postgresql://" in served.stderr
     assert list(tmp_path.iterdir()) == []  # no SQLite file named after the URL
+
+
+async def test_an_instance_keeps_a_bounded_number_of_indexes(
+    two_memories: tuple[PostgresMemoryStore, PostgresMemoryStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coda.store.postgres import memories
+
+    monkeypatch.setattr(memories, "MAX_SCOPES", 2)
+    a, _ = two_memories
+    for user in ("ana", "ben", "cy"):
+        await a.remember(f"user:{user}", NewMemory("fact", f"I am {user}.", unit(len(user))))
+        await a.search(f"user:{user}", unit(1), 1)
+    assert list(a._indexes) == ["user:ben", "user:cy"]  # the least recent went
+    (found,) = await a.search("user:ana", unit(3), 1)  # and comes back from the database
+    assert found.memory.text == "I am ana." and list(a._indexes) == ["user:cy", "user:ana"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,9 @@ from coda.memory.store import MEMORY_FIELDS, Found, Memory, NewMemory
 from coda.store.postgres.database import PostgresStore
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('memory:' || %s, 0))"
+MAX_SCOPES = 512
+"""Scopes (speakers) whose index an instance keeps; the least recently searched go
+first (reloaded from the database when they speak again)."""
 
 
 @dataclass
@@ -43,7 +47,7 @@ class PostgresMemoryStore(PostgresStore):
 
     def __init__(self, url: str) -> None:
         super().__init__(url, lambda: RuntimeError("the memory store is closed"))
-        self._indexes: dict[str, _Cached] = {}
+        self._indexes: OrderedDict[str, _Cached] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._unsubscribe: list[Any] = []
 
@@ -79,7 +83,13 @@ class PostgresMemoryStore(PostgresStore):
             cached = self._indexes.get(scope)
             if cached is None:
                 cached = self._indexes[scope] = await self._load(conn, scope)
+                while len(self._indexes) > MAX_SCOPES:
+                    gone, _ = self._indexes.popitem(last=False)
+                    lock = self._locks.get(gone)
+                    if lock is not None and not lock.locked():
+                        del self._locks[gone]
                 return cached.index
+            self._indexes.move_to_end(scope)
             cursor = conn.cursor(binary=True)
             await cursor.execute(
                 "SELECT id, status, embedding, question_embeddings, version FROM memories "
