@@ -218,17 +218,20 @@ async def test_noise_burst_and_backchannel_do_not_interrupt(
 
 
 async def test_coda_hearing_itself_is_not_an_interruption(manager: VoiceManager) -> None:
+    from coda.streaming.barge_in import BargeIn
     from coda.streaming.reply import Reply
     from coda.turn.context import TurnContext
 
-    session = DuplexSession(manager.engine, "duplex-echo", FRONT_END_RATE)
-    try:
-        turn = TurnContext("duplex-echo", "user")
-        session._reply = Reply(turn, "Hi", [("The capital of France is Paris.", 24000)])
-        assert session._is_backchannel("the capital of France")  # its own words: echo
-        assert session._is_backchannel("Okay.")  # a backchannel
-        assert session._is_backchannel("")  # nothing recognizable
-        assert not session._is_backchannel("What time is it in Tokyo?")  # a real question
-        assert not session._is_backchannel("No, the capital of Spain")  # mostly new words
-    finally:
-        await session.close()
+    rules = BargeIn(manager.engine.require_ready().recognizer, manager.config.streaming)
+    reply = Reply(
+        TurnContext("duplex-echo", "user"), "Hi", [("The capital of France is Paris.", 24000)]
+    )
+    assert rules.is_backchannel("the capital of France", reply)  # its own words: echo
+    assert rules.is_backchannel("Okay.", reply)  # a backchannel
+    assert rules.is_backchannel("", reply)  # nothing recognizable
+    assert not rules.is_backchannel("What time is it in Tokyo?", reply)  # a real question
+    assert not rules.is_backchannel("No, the capital of Spain", reply)  # mostly new words
+    assert not rules.due(0.2) and rules.due(0.35)  # 300 ms of speech before the first check
+    assert not rules.due(0.45) and rules.due(0.6)  # then every 200 ms of speech
+    rules.new_utterance()
+    assert rules.due(0.35)

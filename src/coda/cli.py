@@ -1,4 +1,4 @@
-"""The ``coda`` command line: setup, chat, serve, bench, eval and store."""
+"""The ``coda`` command line: setup, chat, serve, wyoming, bench, eval and store."""
 
 from __future__ import annotations
 
@@ -200,6 +200,29 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _wyoming(args: argparse.Namespace) -> int:
+    """``coda wyoming``: Coda's recognizer, voice and assistant for Home Assistant."""
+    from functools import partial
+
+    from wyoming.server import AsyncServer
+
+    from coda.wyoming.handler import CodaEventHandler
+
+    server = AsyncServer.from_uri(args.uri)
+    manager = VoiceManager(_config(args))
+    bars = ProgressBars()
+    try:
+        await manager.initialize(bars)
+    finally:
+        bars.close()
+    print(f"Coda is listening for Wyoming clients on {args.uri}", flush=True)
+    try:
+        await server.run(partial(CodaEventHandler, manager, f"wyoming/{args.user}"))
+    finally:
+        await manager.cleanup()
+    return 0
+
+
 async def _bench(args: argparse.Namespace) -> int:
     from coda.bench.command import run_bench
 
@@ -285,6 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 8700)")
 
+    wyoming = commands.add_parser(
+        "wyoming", help="a Wyoming server: speech to text, text to speech and the assistant"
+    )
+    wyoming.add_argument(
+        "--uri", default="tcp://127.0.0.1:10700", help="tcp://HOST:PORT, unix://PATH or stdio://"
+    )
+    wyoming.add_argument(
+        "--user", default="home", help="whose memories and personality the conversation uses"
+    )
     add_bench_parser(commands)
     store = commands.add_parser("store", help="look after the store")
     store.add_argument(
@@ -317,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     handlers = {"chat": _chat, "setup": _setup, "bench": _bench, "serve": _serve,
-                "eval": _eval, "store": _store}  # fmt: skip
+                "eval": _eval, "store": _store, "wyoming": _wyoming}  # fmt: skip
     handler = handlers[args.command]
     try:
         return asyncio.run(handler(args))

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from coda.core.models import VoiceMessage, VoiceResponse, new_id
 from coda.integrations.memory import VoiceMemoryIntegration
@@ -23,7 +24,7 @@ from coda.integrations.tools import VoiceToolsIntegration, results_context
 from coda.sync.voice_sync import VoiceConversationSync
 from coda.tools.builtin import MEMORY_TOOL
 from coda.turn.context import TurnContext
-from coda.turn.events import MemoryRecalled, ToolCalled, TurnOutcome
+from coda.turn.events import FunctionCallRequested, MemoryRecalled, ToolCalled, TurnOutcome
 from coda.turn.hooks import Hook, ReplyPlan
 
 
@@ -126,10 +127,22 @@ class ToolsHook(Hook):
         self.memory_recalls = memory_recalls
 
     async def before_reply(self, turn: TurnContext) -> ReplyPlan:
-        """Run the call; its result (or failure) goes to the LLM and to the transports."""
+        """Run the call; its result (or failure) goes to the LLM and to the transports.
+
+        A call of one of the client's own tools is not run here: the plan hands it
+        to the client (``ReplyPlan.client_call``).
+        """
         recalled = self.memory_recalls and turn.options.allows(MemoryHook.name)
         skip = frozenset({MEMORY_TOOL}) if recalled else frozenset()
-        results = await self.tools.run_tools(turn.words, skip)
+        client = turn.options.client_tools
+        planned = await self.tools.choose(turn.words, skip, client)
+        if planned is None:
+            return ReplyPlan()
+        name, arguments = planned
+        if any(tool.name == name for tool in client):
+            call = FunctionCallRequested(new_id("call"), name, json.dumps(arguments))
+            return ReplyPlan(client_call=call, metadata={"client_call": dataclasses.asdict(call)})
+        results = await self.tools.execute(name, arguments)
         if not results:
             return ReplyPlan()
         events = [

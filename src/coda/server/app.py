@@ -26,6 +26,7 @@ from coda.server.events import router as events_router
 from coda.server.limits import build_limits
 from coda.server.live import router as live_router
 from coda.server.metrics import Metrics
+from coda.server.realtime.endpoint import router as realtime_router
 from coda.server.rest import router as rest_router
 from coda.server.security import ApiKeys
 from coda.server.settings import ServerSettings
@@ -147,6 +148,7 @@ def create_app(settings: ServerSettings, manager: VoiceManager | None = None) ->
     app.include_router(rest_router)
     app.include_router(live_router)
     app.include_router(events_router)
+    app.include_router(realtime_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -30,8 +30,14 @@ def speaker_of(identity: str | None, user: str | None) -> str:
 
 
 def presented_key(connection: Request | WebSocket) -> str | None:
-    """The key from the ``X-API-Key`` header, else the ``api_key`` query parameter."""
-    return connection.headers.get("x-api-key") or connection.query_params.get("api_key")
+    """The key: the ``X-API-Key`` header, ``Authorization: Bearer``, or ``?api_key=``."""
+    bearer = connection.headers.get("authorization", "")
+    scheme, _, token = bearer.partition(" ")
+    return (
+        connection.headers.get("x-api-key")
+        or (token.strip() if scheme.lower() == "bearer" else None)
+        or connection.query_params.get("api_key")
+    )
 
 
 async def check(connection: Request | WebSocket) -> tuple[str | None, int, str]:
@@ -44,7 +50,7 @@ async def check(connection: Request | WebSocket) -> tuple[str | None, int, str]:
     limits: RateLimits = connection.app.state.limits
     identity = keys.identify(presented_key(connection))
     if identity is None:
-        return None, 401, "a valid API key is required (X-API-Key header or api_key query)"
+        return None, 401, "a valid API key is required (X-API-Key, Bearer or ?api_key=)"
     try:
         wait = await limits.take(identity)
     except Exception:  # noqa: BLE001 - an outage of the shared store, said as 503

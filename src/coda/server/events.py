@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from coda.core.models import SyncEventType
 from coda.server import errors
-from coda.server.auth import check
-from coda.server.frames import CONVERSATION_ID, Closed
+from coda.server.admission import admit
+from coda.server.frames import Closed
 from coda.sync.events import SyncEvent
 
 router = APIRouter()
@@ -32,16 +31,9 @@ QUEUE_EVENTS = 256
 async def events(socket: WebSocket, conversation_id: str) -> None:
     """Stream the conversation's sync events until the client leaves."""
     await socket.accept()
-    engine = socket.app.state.voice.engine
     try:
-        _, status, reason = await check(socket)
-        if status:
-            raise Closed(errors.TRY_AGAIN if status == 503 else errors.POLICY, reason)
-        if not re.match(CONVERSATION_ID, conversation_id):
-            raise Closed(errors.POLICY, "conversation ids are 1-128 of [A-Za-z0-9_.:-]")
-        if not engine.initialized:
-            raise Closed(errors.TRY_AGAIN, "the models are still loading")
-        sync = engine.integrations.sync
+        await admit(socket, conversation_id)
+        sync = socket.app.state.voice.engine.integrations.sync
         if sync is None:
             raise Closed(errors.POLICY, "conversation sync is switched off (sync)")
     except Closed as closed:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Coroutine
 from typing import Any
 
@@ -22,8 +21,8 @@ from coda.audio.frames import SampleQueue
 from coda.core.models import VoiceProcessingMode
 from coda.providers.s2s.moshi_live import MoshiLiveBridge
 from coda.server import errors, logs, moshi_stream
-from coda.server.auth import check, speaker_of
-from coda.server.frames import CONVERSATION_ID, Closed, pcm16, read_pcm16
+from coda.server.admission import admit, counted
+from coda.server.frames import Closed, pcm16, read_pcm16
 from coda.server.protocol import message_of
 from coda.streaming.duplex import DuplexSession
 from coda.turn.events import (
@@ -40,93 +39,48 @@ router = APIRouter()
 MIN_RATE, MAX_RATE = 8000, 48000
 
 
-def _origin_allowed(socket: WebSocket) -> bool:
-    origin = socket.headers.get("origin")
-    if origin is None:
-        return True  # not a browser
-    allowed = socket.app.state.settings.allowed_origins
-    if allowed:
-        return origin in allowed or "*" in allowed
-    host = socket.headers.get("host", "")
-    return origin.split("://", 1)[-1] == host
-
-
 @router.websocket("/v1/conversations/{conversation_id}/stream")
 async def stream(socket: WebSocket, conversation_id: str) -> None:
     """A full-duplex conversation; the protocol is in the API description."""
-    app = socket.app
-    settings = app.state.settings
+    settings = socket.app.state.settings
     # Accept first: a browser then sees the close code and reason, not a bare 403.
     await socket.accept()
     try:
-        identity, status, reason = await check(socket)
-        if status:
-            raise Closed(errors.TRY_AGAIN if status == 503 else errors.POLICY, reason)
-        try:
-            speaker = speaker_of(identity, socket.query_params.get("user"))
-        except ValueError as bad:
-            raise Closed(errors.POLICY, str(bad)) from None
-        if not _origin_allowed(socket):
-            raise Closed(errors.POLICY, "origin not allowed")
-        if not re.match(CONVERSATION_ID, conversation_id):
-            raise Closed(errors.POLICY, "conversation ids are 1-128 of [A-Za-z0-9_.:-]")
-        try:
-            rate = int(socket.query_params.get("rate", "16000"))
-            mode_name = socket.query_params.get("mode")
-            mode = VoiceProcessingMode(mode_name) if mode_name else None
-        except ValueError:
-            raise Closed(
-                errors.POLICY, "rate must be an integer and mode a processing mode"
-            ) from None
-        if not MIN_RATE <= rate <= MAX_RATE:
-            raise Closed(errors.POLICY, f"rate must be within {MIN_RATE}-{MAX_RATE} Hz")
-        if not app.state.voice.engine.initialized:
-            raise Closed(errors.TRY_AGAIN, "the models are still loading")
-        if app.state.sessions >= settings.max_sessions:
-            raise Closed(errors.TRY_AGAIN, "too many sessions; try again later")
-        assert identity is not None
-        try:
-            registered = await app.state.registry.begin(identity, conversation_id)
-        except Exception:  # noqa: BLE001 - an outage of the shared store
-            log.exception("live sessions could not be counted")
-            raise Closed(errors.TRY_AGAIN, "sessions cannot be counted just now") from None
-        if registered is None:
-            raise Closed(
-                errors.TRY_AGAIN,
-                f"this key has {settings.max_sessions_per_key} sessions open; close one first",
-            )
+        admitted = await admit(socket, conversation_id)
+        rate, mode = _parameters(socket)
     except Closed as closed:
         await socket.close(closed.code, closed.reason)
         return
-    voice = app.state.voice
+    voice = socket.app.state.voice
     logs.conversation_id.set(conversation_id)
-    log.info("session opened at %d Hz", rate)
-    app.state.sessions += 1
-    app.state.metrics.active_sessions.inc()
     session: DuplexSession | None = None
     bridge: MoshiLiveBridge | None = None
     try:
-        if mode is VoiceProcessingMode.MOSHI_ONLY:
-            bridge = await moshi_stream.open_bridge(
-                voice.config.moshi, voice.engine.built.moshi_pool, rate
+        async with counted(socket, admitted, conversation_id):
+            log.info("session opened at %d Hz", rate)
+            if mode is VoiceProcessingMode.MOSHI_ONLY:
+                bridge = await moshi_stream.open_bridge(
+                    voice.config.moshi, voice.engine.built.moshi_pool, rate
+                )
+                await _ready(socket, conversation_id, rate, moshi_stream.OUTPUT_RATE)
+                await race(
+                    moshi_stream.read(socket, bridge, settings.max_frame_bytes),
+                    moshi_stream.write(socket, bridge),
+                    settings.max_session_seconds,
+                )
+                return
+            if await voice.get_conversation_state(conversation_id) is None:
+                await voice.start_conversation(conversation_id)
+            session = DuplexSession(
+                voice.engine, conversation_id, rate, mode, speaker=admitted.speaker
             )
-            await _ready(socket, conversation_id, rate, moshi_stream.OUTPUT_RATE)
-            await _race(
-                moshi_stream.read(socket, bridge, settings.max_frame_bytes),
-                moshi_stream.write(socket, bridge),
+            await _ready(socket, conversation_id, rate, voice.config.audio.sample_rate)
+            ledger = SampleQueue()
+            await race(
+                _read(socket, session, ledger, settings.max_frame_bytes),
+                _write(socket, session, ledger),
                 settings.max_session_seconds,
             )
-            return
-        if await voice.get_conversation_state(conversation_id) is None:
-            await voice.start_conversation(conversation_id)
-        session = DuplexSession(voice.engine, conversation_id, rate, mode, speaker=speaker)
-        await _ready(socket, conversation_id, rate, voice.config.audio.sample_rate)
-        ledger = SampleQueue()
-        await _race(
-            _read(socket, session, ledger, settings.max_frame_bytes),
-            _write(socket, session, ledger),
-            settings.max_session_seconds,
-        )
     except Closed as closed:
         log.info("closing session %s: %s", conversation_id, closed.reason)
         with contextlib.suppress(Exception):
@@ -142,12 +96,23 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
             await session.close()
         if bridge is not None:
             await bridge.close()
-        app.state.sessions -= 1
-        app.state.metrics.active_sessions.dec()
-        try:
-            await app.state.registry.end(registered)
-        except Exception:  # noqa: BLE001 - a gone instance's sessions stop counting anyway
-            log.exception("could not unregister session %s", registered)
+
+
+def _parameters(socket: WebSocket) -> tuple[int, VoiceProcessingMode | None]:
+    """The socket's ``rate`` and ``mode``.
+
+    Raises:
+        Closed: 1008 if either is malformed, or the rate out of range.
+    """
+    try:
+        rate = int(socket.query_params.get("rate", "16000"))
+        mode_name = socket.query_params.get("mode")
+        mode = VoiceProcessingMode(mode_name) if mode_name else None
+    except ValueError:
+        raise Closed(errors.POLICY, "rate must be an integer and mode a processing mode") from None
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise Closed(errors.POLICY, f"rate must be within {MIN_RATE}-{MAX_RATE} Hz")
+    return rate, mode
 
 
 async def _ready(socket: WebSocket, conversation_id: str, rate: int, output_rate: int) -> None:
@@ -161,7 +126,7 @@ async def _ready(socket: WebSocket, conversation_id: str, rate: int, output_rate
     )
 
 
-async def _race(
+async def race(
     reading: Coroutine[Any, Any, None], writing: Coroutine[Any, Any, None], max_seconds: float
 ) -> None:
     """Run the reader and the writer until one ends (or the session's time is up)."""

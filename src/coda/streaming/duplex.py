@@ -35,14 +35,15 @@ from typing import Any
 import numpy as np
 
 from coda.audio import endpointing
-from coda.audio.frames import FRONT_END_RATE
 from coda.audio.frontend import StreamingFrontEnd
+from coda.core.config import AudioConfig, StreamingConfig
 from coda.core.enums import VoiceProcessingMode
 from coda.core.errors import VoiceProcessingError
 from coda.core.models import new_id
 from coda.modes.clock import TurnClock
+from coda.streaming.barge_in import BargeIn
 from coda.streaming.pause import Guess, PauseReader
-from coda.streaming.reply import Reply, is_backchannel, normalize
+from coda.streaming.reply import Reply
 from coda.streaming.turn_taking import TurnEndPolicy
 from coda.turn.context import TurnContext, TurnOptions
 from coda.turn.events import (
@@ -74,6 +75,8 @@ class DuplexSession:
         mode: Processing mode for the turns (None: the config's default).
         speaker: Who is speaking (whose memories and personality apply).
         options: How each turn is answered (e.g. which integrations take part).
+        audio: This session's front-end settings (None: the engine's).
+        streaming: This session's turn-taking settings (None: the engine's).
     """
 
     def __init__(
@@ -85,17 +88,19 @@ class DuplexSession:
         *,
         speaker: str = "user",
         options: TurnOptions | None = None,
+        audio: AudioConfig | None = None,
+        streaming: StreamingConfig | None = None,
     ) -> None:
         self.pipeline = engine.require_ready()
         self.conversation_id = conversation_id
         self.speaker = speaker
         self.options = options or TurnOptions()
         self.mode = mode or engine.config.default_mode
-        self._streaming = engine.config.streaming
+        self._streaming = streaming or engine.config.streaming
         self._output_rate = engine.config.audio.sample_rate
         # The endpointer waits out the longest pause; the policy ends most turns sooner.
         audio = replace(
-            engine.config.audio, vad_hangover_ms=self._streaming.end_silence_unfinished_ms
+            audio or engine.config.audio, vad_hangover_ms=self._streaming.end_silence_unfinished_ms
         )
         self.frontend = StreamingFrontEnd(
             audio,
@@ -113,8 +118,7 @@ class DuplexSession:
         self._checks: set[asyncio.Task[None]] = set()  # barge-in checks, ends of utterances
         self._storing: set[asyncio.Task[None]] = set()  # finished turns being stored
         self._ending: asyncio.Task[None] | None = None
-        self._barge_checked_at = 0.0
-        self._backchannels = {normalize(b) for b in self._streaming.backchannels}
+        self._barge_in = BargeIn(self.pipeline.recognizer, self._streaming)
         self.interruptions = 0
         self.discarded = 0  # preemptive replies thrown away because the user went on
 
@@ -133,7 +137,7 @@ class DuplexSession:
         """Process one captured frame (float32 mono at ``input_rate``); never waits on ASR."""
         for event in await self._worker.run(self.frontend.process, frame):
             if isinstance(event, endpointing.SpeechStarted):
-                self._barge_checked_at = 0.0  # each utterance gets its own barge-in checks
+                self._barge_in.new_utterance()
                 self.events.put_nowait(SpeechStarted(event.at_seconds))
             elif isinstance(event, endpointing.SpeechPaused):
                 self._pause.read(self.frontend.endpointer)
@@ -278,8 +282,8 @@ class DuplexSession:
             with contextlib.suppress(VoiceProcessingError):
                 transcript = (await speculation).transcript
         if self.replying:
-            words = transcript.text if transcript else await self._words(utterance.samples)
-            if self._is_backchannel(words):
+            words = transcript.text if transcript else await self._barge_in.words(utterance.samples)
+            if self._barge_in.is_backchannel(words, self._reply):
                 return  # "mm-hm" while Coda talks: keep talking, no new turn
             await self._interrupt("speech")
         self._reply = self._start(transcript, utterance.samples, utterance.end_seconds)
@@ -379,37 +383,27 @@ class DuplexSession:
 
     # -- barge-in -------------------------------------------------------------------------
 
-    async def _words(self, audio: np.ndarray) -> str:
-        if len(audio) < FRONT_END_RATE // 10:
-            return ""
-        with contextlib.suppress(VoiceProcessingError):
-            return (await self.pipeline.recognizer.words(audio, None, TurnClock())).text
-        return ""
-
-    def _is_backchannel(self, words: str) -> bool:
-        """No words, a backchannel ("okay"), or Coda's own words coming back as echo."""
-        return is_backchannel(
-            words, self._reply, self._backchannels, self._streaming.self_echo_overlap
-        )
-
     def _maybe_barge_in(self) -> None:
-        speech = self.frontend.endpointer.speech_seconds
-        if speech * 1000 < self._streaming.barge_in_min_speech_ms:
-            return
-        if speech - self._barge_checked_at < 0.2:  # re-check at most every 200 ms of speech
-            return
         if any(not t.done() for t in self._checks):
             return  # one check (or turn end) at a time; the next frame tries again
-        self._barge_checked_at = speech
-        audio = self.frontend.endpointer.current_utterance()
-        self._spawn(self._check_barge_in(audio, speech, self._reply))
+        speech = self.frontend.endpointer.speech_seconds
+        if self._barge_in.due(speech):
+            audio = self.frontend.endpointer.current_utterance()
+            self._spawn(self._check_barge_in(audio, speech, self._reply))
 
     async def _check_barge_in(self, audio: np.ndarray, speech: float, over: Reply | None) -> None:
-        words = await self._words(audio)
+        words = await self._barge_in.words(audio)
         log.debug("barge-in check after %.2f s of speech: %r", speech, words)
         # Only the reply the speech was heard over is interrupted, not a newer one.
-        if self._reply is over and self.replying and not self._is_backchannel(words):
+        if self._reply is over and self.replying and not self._barge_in.is_backchannel(words, over):
             await self._interrupt(words)
+
+    async def cancel_reply(self) -> bool:
+        """Stop the reply being made or played, as a barge-in would; False if none was."""
+        if self._reply is None:
+            return False
+        await self._interrupt("")
+        return True
 
     async def _interrupt(self, heard: str) -> None:
         reply, self._reply = self._reply, None  # at once: a concurrent check sees no reply

@@ -7,6 +7,7 @@ from typing import Any
 
 from coda.core.errors import ValidationError
 from coda.core.models import ConversationState
+from coda.tools.registry import Tool
 
 INTEGRATIONS = ("memory", "personality", "tools", "sync")
 """The integrations a turn may include (each is one ``TurnHooks``)."""
@@ -22,6 +23,9 @@ class TurnOptions:
         temperature: This turn's sampling temperature (None: the LLM config's).
         integrations: The installed integrations this turn may use (None: all).
         user_feedback: Feedback about the previous reply (``{"too_long": True}``).
+        client_tools: Tools the client runs itself (the Realtime API's function
+            tools): the tools hook may choose one, and the turn then ends with a
+            ``FunctionCallRequested`` for the client instead of a reply.
     """
 
     system_context: str | None = None
@@ -29,6 +33,7 @@ class TurnOptions:
     temperature: float | None = None
     integrations: frozenset[str] | None = None
     user_feedback: dict[str, Any] | None = None
+    client_tools: tuple[Tool, ...] = ()
 
     def allows(self, name: str) -> bool:
         """Whether the integration ``name`` takes part in this turn."""

@@ -160,6 +160,24 @@ class TurnFailed:
 
 
 @dataclass(frozen=True)
+class FunctionCallRequested:
+    """The answer is a call of one of the client's own tools (``TurnOptions.client_tools``).
+
+    The turn ends here, with nothing said or stored: the client runs the tool, and
+    a later turn answers the same words with its output.
+
+    Attributes:
+        call_id: Names the call, for the client's output.
+        name: The tool.
+        arguments: Its arguments, a JSON object.
+    """
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class TurnStored:
     """A live turn is in the store, with the part of the reply that was heard.
 
@@ -186,4 +204,5 @@ TurnEvent = (
     | Interrupted
     | TurnFailed
     | TurnStored
+    | FunctionCallRequested
 )

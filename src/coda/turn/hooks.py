@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from coda.turn.context import TurnContext
-from coda.turn.events import TurnEvent, TurnOutcome
+from coda.turn.events import FunctionCallRequested, TurnEvent, TurnOutcome
 
 
 @dataclass
@@ -36,6 +36,8 @@ class ReplyPlan:
         volume_gain: Scale of the reply audio.
         events: What the hooks did, for the transports (memories, tool calls).
         metadata: Recorded in the response's metadata.
+        client_call: The client must run one of its tools first: the turn ends
+            with this call instead of a reply.
     """
 
     context: str | None = None
@@ -47,6 +49,7 @@ class ReplyPlan:
     volume_gain: float = 1.0
     events: list[TurnEvent] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    client_call: FunctionCallRequested | None = None
 
     def merged(self, other: ReplyPlan) -> ReplyPlan:
         """Both plans: contexts joined, the tighter caps, the other's voice settings."""
@@ -67,6 +70,7 @@ class ReplyPlan:
             volume_gain=self.volume_gain * other.volume_gain,
             events=[*self.events, *other.events],
             metadata={**self.metadata, **other.metadata},
+            client_call=self.client_call or other.client_call,
         )
 
 

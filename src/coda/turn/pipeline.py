@@ -184,6 +184,9 @@ class TurnPipeline:
         turn.reply_context = plan.context
         for event in plan.events:
             yield event
+        if plan.client_call is not None:  # the client runs its tool; a later turn answers
+            yield plan.client_call
+            return
         # 4. responders and selection
         decision = self.responders.decide(
             requested, turn.conversation_id, turn.words, audio is not None, plan.reply is not None

@@ -1,0 +1,1 @@
+"""Coda over the Wyoming protocol (Home Assistant's voice services): ``coda wyoming``."""
