@@ -11,9 +11,11 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from openai import AsyncOpenAI
@@ -165,7 +167,17 @@ async def test_manual_commit_and_response_create(realtime: Any, say: Say) -> Non
     assert len(audio_of(events)) / RATE > 0.5 and transcript_of(events)
 
 
-async def test_a_text_item_gives_an_audio_reply(realtime: Any, transcribe: Transcribe) -> None:
+async def turns_counted(server: Server) -> float:
+    """``coda_turns_total``, all modes, from the server's ``/metrics``."""
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        text = (await client.get("/metrics", headers=server.headers())).text
+    return sum(float(v) for v in re.findall(r"^coda_turns_total\{[^}]*\} ([0-9.]+)$", text, re.M))
+
+
+async def test_a_text_item_gives_an_audio_reply(
+    realtime: Any, server: Server, transcribe: Transcribe
+) -> None:
+    before = await turns_counted(server)
     await text_item(realtime, "What is 17 times 23?")
     added = await until(realtime, "conversation.item.added")
     assert added[-1].item.content[0].text == "What is 17 times 23?"
@@ -175,6 +187,7 @@ async def test_a_text_item_gives_an_audio_reply(realtime: Any, transcribe: Trans
     assert "391" in said, said  # Coda's own calculator ran on the server
     listened = await transcribe(encode_wav(audio_of(events), RATE))
     assert "391" in listened.replace(",", "") or "three hundred" in listened.lower(), listened
+    assert await turns_counted(server) == before + 1  # in /metrics, as every transport's turns
 
 
 async def test_a_client_tool_round_trip(realtime: Any) -> None:
@@ -302,3 +315,43 @@ async def test_speech_over_a_reply_cancels_and_truncates_it(realtime: Any, say: 
 def _completed(events: list[Any]) -> bool:
     last = events[-1] if events else None
     return last is not None and last.type == "response.done" and last.response.status == "completed"
+
+
+async def test_without_create_response_the_words_wait_for_response_create(
+    realtime: Any, say: Say
+) -> None:
+    detection = {"type": "server_vad", "create_response": False}
+    await realtime.session.update(
+        session={"type": "realtime", "audio": {"input": {"turn_detection": detection}}}
+    )
+    updated = await until(realtime, "session.updated")
+    assert updated[-1].session.audio.input.turn_detection.create_response is False
+    await append(realtime, pcm24(await say("What is the capital of Spain?")))
+    async with microphone(realtime):
+        heard = await until(realtime, "conversation.item.input_audio_transcription.completed")
+        assert "spain" in heard[-1].transcript.lower()
+        assert "response.created" not in [e.type for e in heard]
+        await realtime.response.create()
+        answer = await until(realtime, "response.done")
+    assert [e.type for e in answer].count("response.created") == 1
+    assert answer[-1].response.status == "completed"
+    assert "madrid" in transcript_of(answer).lower(), transcript_of(answer)
+
+
+async def test_without_interrupt_response_a_reply_is_kept_whole(realtime: Any, say: Say) -> None:
+    detection = {"type": "server_vad", "interrupt_response": False}
+    await realtime.session.update(
+        session={"type": "realtime", "audio": {"input": {"turn_detection": detection}}}
+    )
+    await until(realtime, "session.updated")
+    await append(realtime, pcm24(await say("Tell me a long story about a dragon and a knight.")))
+    async with microphone(realtime):
+        events = await until(realtime, "response.output_audio.delta")
+    await append(realtime, pcm24(await say("What time is it in Tokyo?"), 0))
+    async with microphone(realtime):
+        events += await until(realtime, "response.done")
+        after = await until(realtime, "response.done")
+    assert events[-1].response.status == "completed"  # the story went on to its end
+    assert "conversation.item.truncated" not in [e.type for e in events]
+    heard = [e.transcript for e in after if e.type.endswith("input_audio_transcription.completed")]
+    assert "tokyo" in " ".join(heard).lower() and after[-1].response.status == "completed"

@@ -42,6 +42,7 @@ from coda.core.errors import VoiceProcessingError
 from coda.core.models import new_id
 from coda.modes.clock import TurnClock
 from coda.streaming.barge_in import BargeIn
+from coda.streaming.keeper import TurnKeeper
 from coda.streaming.pause import Guess, PauseReader
 from coda.streaming.reply import Reply
 from coda.streaming.turn_taking import TurnEndPolicy
@@ -56,9 +57,7 @@ from coda.turn.events import (
     TurnEvent,
     TurnFailed,
     TurnOutcome,
-    TurnStored,
 )
-from coda.turn.outcome import partial_outcome
 from coda.voice.engine import VoiceEngine
 from coda.worker import WorkerThread
 
@@ -116,11 +115,15 @@ class DuplexSession:
         policy = TurnEndPolicy(self._streaming)
         self._pause = PauseReader(self.pipeline.recognizer, policy, smart_turn, self._on_guess)
         self._checks: set[asyncio.Task[None]] = set()  # barge-in checks, ends of utterances
-        self._storing: set[asyncio.Task[None]] = set()  # finished turns being stored
+        self._keeper = TurnKeeper(self.pipeline, self.events, self._output_rate)
         self._ending: asyncio.Task[None] | None = None
         self._barge_in = BargeIn(self.pipeline.recognizer, self._streaming)
         self.interruptions = 0
         self.discarded = 0  # preemptive replies thrown away because the user went on
+        self.answers = True
+        """Answer each turn (False: its words go out as ``Transcribed``, unanswered)."""
+        self.interruptible = True
+        """Speech over a reply stops it (False: the reply is kept whole; the turn waits)."""
 
     @property
     def replying(self) -> bool:
@@ -203,11 +206,10 @@ class DuplexSession:
             heard = reply.outcome is not None and reply.played >= reply.queued
             spoken = reply.outcome.reply_text if heard and reply.outcome else reply.spoken_text()
             try:
-                await self._store(reply, spoken)
+                await self._keeper.store(reply, spoken)
             except VoiceProcessingError as exc:
                 log.warning("the last turn of %s was not stored: %s", self.conversation_id, exc)
-        if self._storing:  # turns that played to the end are stored before the session ends
-            await asyncio.wait(set(self._storing))
+        await self._keeper.drain()  # turns that played to the end are stored first
         self.frontend.close()
         self._worker.shutdown()
 
@@ -285,8 +287,24 @@ class DuplexSession:
             words = transcript.text if transcript else await self._barge_in.words(utterance.samples)
             if self._barge_in.is_backchannel(words, self._reply):
                 return  # "mm-hm" while Coda talks: keep talking, no new turn
-            await self._interrupt("speech")
+            await (self._interrupt("speech") if self.interruptible else self._let_finish())
+        if not self.answers:  # the transport asks for the answer when it chooses
+            heard = transcript or Transcribed(
+                await self._barge_in.words(utterance.samples), 1, "asr"
+            )
+            if heard.text:
+                self.events.put_nowait(heard)
+            return
         self._reply = self._start(transcript, utterance.samples, utterance.end_seconds)
+
+    async def _let_finish(self) -> None:
+        """Without barge-in, the reply being made is finished first, and kept whole."""
+        reply = self._reply
+        if reply is not None and reply.task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(reply.task)
+        if reply is not None and reply.outcome is not None:
+            self._finish_reply(reply, reply.outcome.reply_text)
 
     def _start(
         self,
@@ -362,29 +380,12 @@ class DuplexSession:
         if reply is not self._reply:
             return
         self._reply = None
-        task = asyncio.create_task(self._store(reply, spoken))
-        self._storing.add(task)
-        task.add_done_callback(self._storing.discard)
-        task.add_done_callback(_log_failure)
-
-    async def _store(self, reply: Reply, spoken: str) -> None:
-        """Store the turn with the part of the reply that was heard, then learn from it."""
-        outcome = reply.outcome
-        if outcome is None:
-            outcome = partial_outcome(
-                reply.turn, reply.user_text, spoken, reply.mode, self._output_rate
-            )
-        else:  # a copy: the event already sent must not change under the transport
-            cut = spoken != outcome.reply_text
-            outcome = replace(outcome, reply_text=spoken, interrupted=cut)
-        await self.pipeline.commit(outcome)
-        turn = outcome.turn
-        self.events.put_nowait(TurnStored(turn.message_id or "", outcome.user_text, spoken))
+        self._keeper.soon(reply, spoken)
 
     # -- barge-in -------------------------------------------------------------------------
 
     def _maybe_barge_in(self) -> None:
-        if any(not t.done() for t in self._checks):
+        if not self.interruptible or any(not t.done() for t in self._checks):
             return  # one check (or turn end) at a time; the next frame tries again
         speech = self.frontend.endpointer.speech_seconds
         if self._barge_in.due(speech):
@@ -414,9 +415,4 @@ class DuplexSession:
         spoken = reply.spoken_text()
         self.events.put_nowait(Interrupted(spoken, heard, reply.played / self._output_rate))
         if reply.user_text:
-            await self._store(reply, spoken)
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("storing a turn failed: %s", task.exception())
+            await self._keeper.store(reply, spoken)

@@ -49,8 +49,9 @@ async def realtime(socket: WebSocket) -> None:
             if await voice.get_conversation_state(conversation_id) is None:
                 await voice.start_conversation(conversation_id)
             session = RealtimeSession(
-                voice.engine, conversation_id, admitted.speaker, socket.send_text, beta
-            )
+                voice.engine, conversation_id, admitted.speaker, socket.send_text, beta,
+                socket.app.state.metrics,
+            )  # fmt: skip
             await session.start()
             log.info("realtime session %s opened", session.id)
             while True:

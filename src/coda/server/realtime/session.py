@@ -25,6 +25,7 @@ import numpy as np
 from coda.audio.frames import to_float
 from coda.core.errors import VoiceProcessingError
 from coda.core.models import VoiceMessage, new_id
+from coda.server.metrics import Metrics
 from coda.server.realtime import items
 from coda.server.realtime.inputs import Pending, message_content, pcm_of, tool_result
 from coda.server.realtime.items import Item, Items
@@ -58,6 +59,7 @@ class RealtimeSession:
         speaker: Whose memories and personality apply.
         write: Sends one JSON text message to the client.
         beta: Name the events as the beta API did.
+        metrics: Where the server counts turns and their stage latencies.
     """
 
     def __init__(
@@ -67,12 +69,14 @@ class RealtimeSession:
         speaker: str,
         write: Callable[[str], Awaitable[None]],
         beta: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
         self.conversation_id = conversation_id
         self.speaker = speaker
         self.write = write
         self.beta = beta
+        self.metrics = metrics
         self.id = new_id("sess")
         self.settings = SessionSettings()
         self.items = Items()
@@ -128,6 +132,15 @@ class RealtimeSession:
         if self.response is stream:
             self.response = None
 
+    def record(self, outcome: TurnOutcome, endpointing_ms: float | None = None) -> None:
+        """Count a finished turn in the server's metrics."""
+        if self.metrics is not None:
+            self.metrics.record_turn(outcome.mode.value, outcome.metadata, endpointing_ms)
+
+    def hold(self, item_id: str, words: str) -> None:
+        """A turn's words, heard and not answered yet: the next ``response.create`` does."""
+        self._pending = Pending(item_id, text=words)
+
     def remember_call(self, call: FunctionCallRequested, words: str) -> None:
         """A client tool call, and the words its output will answer."""
         self._calls[call.call_id] = (call.name, words)
@@ -171,9 +184,14 @@ class RealtimeSession:
             pre_roll_ms=detection.prefix_padding_ms,
             vad_end_offset=min(config.audio.vad_end_offset, detection.threshold / 2),
         )
-        streaming = replace(config.streaming, end_silence_unsure_ms=detection.silence_duration_ms)
+        streaming = replace(
+            config.streaming,
+            end_silence_unsure_ms=detection.silence_duration_ms,
+            preemptive_reply=config.streaming.preemptive_reply and detection.create_response,
+        )
         live = DuplexSession(self.engine, self.conversation_id, RATE, speaker=self.speaker,
                              options=self.options(), audio=audio, streaming=streaming)  # fmt: skip
+        live.answers, live.interruptible = detection.create_response, detection.interrupt_response
         self.vad = VadBridge(live, self, config.audio.sample_rate)
 
     async def close(self) -> None:
@@ -359,6 +377,7 @@ class RealtimeSession:
                     self.remember_call(event, pending.text or "")
                     await stream.function_call(event)
                 elif isinstance(event, TurnOutcome):
+                    self.record(event)
                     await stream.finish("completed")
             await stream.finish("failed", "no_reply")  # (a no-op once finished)
         except asyncio.CancelledError:

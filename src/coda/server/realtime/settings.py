@@ -43,13 +43,17 @@ class TurnDetection:
     ``threshold`` is the speech probability of Coda's VAD, ``prefix_padding_ms`` the
     audio kept before speech, and ``silence_duration_ms`` the silence that ends a
     turn whose words leave it unclear (a finished sentence ends sooner, an
-    unfinished one later: Coda's turn-taking reads the words).
+    unfinished one later: Coda's turn-taking reads the words). Without
+    ``create_response`` a turn's words wait for ``response.create``; without
+    ``interrupt_response`` speech over a reply does not stop it.
     """
 
     type: str = "server_vad"
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
+    create_response: bool = True
+    interrupt_response: bool = True
 
     def as_json(self) -> dict[str, Any]:
         """As the ``session`` object reports it."""
@@ -58,8 +62,8 @@ class TurnDetection:
             "threshold": self.threshold,
             "prefix_padding_ms": self.prefix_padding_ms,
             "silence_duration_ms": self.silence_duration_ms,
-            "create_response": True,
-            "interrupt_response": True,
+            "create_response": self.create_response,
+            "interrupt_response": self.interrupt_response,
         }
 
 
@@ -184,20 +188,17 @@ def _turn_detection(value: Any, where: str) -> TurnDetection | None:
     kind = value.get("type", "server_vad")
     if kind not in ("server_vad", "semantic_vad"):
         raise RealtimeError(f"{where}.type is server_vad, semantic_vad or null", param=where)
-    for flag in ("create_response", "interrupt_response"):
-        if value.get(flag, True) is not True:
-            raise RealtimeError(
-                f"{where}.{flag}: Coda's server VAD always answers and lets the user "
-                "interrupt; use turn_detection null to commit and ask for replies yourself",
-                param=f"{where}.{flag}",
-            )
+    flags = {flag: value.get(flag, True) for flag in ("create_response", "interrupt_response")}
+    for flag, on in flags.items():
+        if not isinstance(on, bool):
+            raise RealtimeError(f"{where}.{flag} is true or false", param=f"{where}.{flag}")
     detection = TurnDetection(kind)
     threshold = value.get("threshold", detection.threshold)
     if not isinstance(threshold, int | float) or not 0.05 <= threshold <= 0.95:
         raise RealtimeError(f"{where}.threshold must be within 0.05-0.95", param=where)
     padding = _whole(value, "prefix_padding_ms", detection.prefix_padding_ms, 0, 2000, where)
     silence = _whole(value, "silence_duration_ms", detection.silence_duration_ms, 100, 3000, where)
-    return TurnDetection(kind, float(threshold), padding, silence)
+    return TurnDetection(kind, float(threshold), padding, silence, **flags)
 
 
 def _whole(value: dict[str, Any], name: str, default: int, low: int, high: int, where: str) -> int:

@@ -52,6 +52,12 @@ class Host(Protocol):
     def end_response(self, stream: ResponseStream) -> None:
         """The response is over."""
 
+    def hold(self, item_id: str, words: str) -> None:
+        """A turn's words, for a response the client will ask for."""
+
+    def record(self, outcome: TurnOutcome, endpointing_ms: float | None) -> None:
+        """Count a finished turn."""
+
     def remember_call(self, call: FunctionCallRequested, words: str) -> None:
         """A client tool call, and the words it answers."""
 
@@ -105,6 +111,7 @@ class VadBridge:
         self.response: ResponseStream | None = None
         self._user: Item | None = None
         self._cancelled = False  # by the client (response.cancel), not by speech
+        self._endpointing_ms: float | None = None
         self._pump = asyncio.create_task(self._events())
 
     async def feed(self, samples: np.ndarray) -> None:
@@ -123,6 +130,8 @@ class VadBridge:
             await self._pump
         await self.playout.close()
         await self.session.close()
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await self._end("cancelled", "session_changed")
 
     async def _events(self) -> None:
         while True:
@@ -135,6 +144,7 @@ class VadBridge:
             await host.emit({"type": "input_audio_buffer.speech_started", "item_id": self._user.id,
                              "audio_start_ms": round(event.at_seconds * 1000)})  # fmt: skip
         elif isinstance(event, SpeechEnded) and self._user is not None:
+            self._endpointing_ms = event.endpointing_ms
             user = self._user
             await host.emit({"type": "input_audio_buffer.speech_stopped", "item_id": user.id,
                              "audio_end_ms": round(event.at_seconds * 1000)})  # fmt: skip
@@ -164,6 +174,8 @@ class VadBridge:
              "content_index": 0, "transcript": text}
         )  # fmt: skip
         await self.host.emit({"type": "conversation.item.done", "item": user.body})
+        if not self.session.answers:  # create_response off: the client asks for it
+            self.host.hold(user.id, text)
 
     async def _reply(self, event: TurnEvent) -> None:
         if self.response is None:
@@ -181,6 +193,8 @@ class VadBridge:
             await response.function_call(event)
             self._forget(response)
         else:
+            assert isinstance(event, TurnOutcome)
+            self.host.record(event, self._endpointing_ms)
             await self._end("completed")
 
     async def _truncated(self, response: ResponseStream, played_ms: int) -> None:
