@@ -179,8 +179,9 @@ async def test_a_text_item_gives_an_audio_reply(
 ) -> None:
     before = await turns_counted(server)
     await text_item(realtime, "What is 17 times 23?")
-    added = await until(realtime, "conversation.item.added")
-    assert added[-1].item.content[0].text == "What is 17 times 23?"
+    created = await until(realtime, "conversation.item.created")
+    assert [e.type for e in created] == ["conversation.item.added", "conversation.item.created"]
+    assert created[-1].item.content[0].text == "What is 17 times 23?"
     await realtime.response.create()
     events = await until(realtime, "response.done")
     said = transcript_of(events)

@@ -95,13 +95,19 @@ class RealtimeSession:
     # -- sending ---------------------------------------------------------------------------
 
     async def emit(self, event: dict[str, Any]) -> None:
-        """Send a server event, with its ``event_id`` (and its beta name, for beta clients)."""
-        kind = event["type"]
+        """Send a server event, with its ``event_id`` (and its beta name, for beta clients).
+
+        An item added to the conversation is announced as ``conversation.item.added``
+        and, as the GA API still names it too, ``conversation.item.created``.
+        """
+        kinds = [event["type"]]
         if self.beta:
-            kind = BETA_NAMES.get(kind, kind)
-        message = {"event_id": new_id("event"), **event, "type": kind}
+            kinds = [BETA_NAMES.get(kinds[0], kinds[0])]
+        elif kinds[0] == "conversation.item.added":
+            kinds.append("conversation.item.created")
         async with self._sending:
-            await self.write(json.dumps(message))
+            for kind in kinds:
+                await self.write(json.dumps({"event_id": new_id("event"), **event, "type": kind}))
 
     async def refuse(self, error: RealtimeError, event_id: str | None) -> None:
         """An ``error`` event for a client event Coda refused."""
