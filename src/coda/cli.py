@@ -101,6 +101,17 @@ def _format_timings(timings: dict[str, float]) -> str:
     return "  ".join(f"{k}={timings[k]:.0f}ms" for k in keys)
 
 
+async def _loaded(args: argparse.Namespace) -> VoiceManager:
+    """The voice manager with its models loaded, progress shown on stderr."""
+    manager = VoiceManager(_config(args))
+    bars = ProgressBars()
+    try:
+        await manager.initialize(bars)
+    finally:
+        bars.close()
+    return manager
+
+
 async def _chat(args: argparse.Namespace) -> int:
     if not args.files and not args.text:
         print("coda chat: give audio files or --text", file=sys.stderr)
@@ -116,12 +127,7 @@ async def _chat(args: argparse.Namespace) -> int:
     out_dir: Path = args.out
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    manager = VoiceManager(_config(args))
-    bars = ProgressBars()
-    try:
-        await manager.initialize(bars)
-    finally:
-        bars.close()
+    manager = await _loaded(args)
     stats = manager.get_stats()
     print(f"language model: {stats['llm_provider']} ({stats['llm_reason']})")
     if stats["moshi_servers"]:
@@ -209,12 +215,7 @@ async def _wyoming(args: argparse.Namespace) -> int:
     from coda.wyoming.handler import CodaEventHandler
 
     server = AsyncServer.from_uri(args.uri)
-    manager = VoiceManager(_config(args))
-    bars = ProgressBars()
-    try:
-        await manager.initialize(bars)
-    finally:
-        bars.close()
+    manager = await _loaded(args)
     print(f"Coda is listening for Wyoming clients on {args.uri}", flush=True)
     try:
         await server.run(partial(CodaEventHandler, manager, f"wyoming/{args.user}"))

@@ -9,13 +9,14 @@ conversation id and the models' readiness (``admit``); then this instance's
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import WebSocket
+from fastapi import WebSocket, WebSocketDisconnect
 
 from coda.server import errors
 from coda.server.auth import check, speaker_of
@@ -67,6 +68,23 @@ async def admit(socket: WebSocket, conversation_id: str) -> Admitted:
     if not socket.app.state.voice.engine.initialized:
         raise Closed(errors.TRY_AGAIN, "the models are still loading")
     return Admitted(identity, speaker)
+
+
+@asynccontextmanager
+async def reported(socket: WebSocket, conversation_id: str) -> AsyncIterator[None]:
+    """Run a socket's session: what ends it reaches the client as a close code, no internals."""
+    try:
+        yield
+    except Closed as closed:
+        log.info("closing session %s: %s", conversation_id, closed.reason)
+        with contextlib.suppress(Exception):
+            await socket.close(closed.code, closed.reason)
+    except WebSocketDisconnect:
+        pass
+    except Exception as error:  # noqa: BLE001 - reported to the client without internals
+        log.exception("session %s failed", conversation_id)
+        with contextlib.suppress(Exception):
+            await socket.close(errors.SERVER_ERROR, errors.public_message(error))
 
 
 @asynccontextmanager

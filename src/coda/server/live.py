@@ -15,13 +15,13 @@ from collections.abc import Coroutine
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
 from coda.audio.frames import SampleQueue
 from coda.core.models import VoiceProcessingMode
 from coda.providers.s2s.moshi_live import MoshiLiveBridge
 from coda.server import errors, logs, moshi_stream
-from coda.server.admission import admit, counted
+from coda.server.admission import admit, counted, reported
 from coda.server.frames import Closed, pcm16, read_pcm16
 from coda.server.protocol import message_of
 from coda.streaming.duplex import DuplexSession
@@ -56,7 +56,7 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
     session: DuplexSession | None = None
     bridge: MoshiLiveBridge | None = None
     try:
-        async with counted(socket, admitted, conversation_id):
+        async with reported(socket, conversation_id), counted(socket, admitted, conversation_id):
             log.info("session opened at %d Hz", rate)
             if mode is VoiceProcessingMode.MOSHI_ONLY:
                 bridge = await moshi_stream.open_bridge(
@@ -81,16 +81,6 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
                 _write(socket, session, ledger),
                 settings.max_session_seconds,
             )
-    except Closed as closed:
-        log.info("closing session %s: %s", conversation_id, closed.reason)
-        with contextlib.suppress(Exception):
-            await socket.close(closed.code, closed.reason)
-    except WebSocketDisconnect:
-        pass
-    except Exception as error:  # noqa: BLE001 - reported to the client without internals
-        log.exception("session %s failed", conversation_id)
-        with contextlib.suppress(Exception):
-            await socket.close(errors.SERVER_ERROR, errors.public_message(error))
     finally:
         if session is not None:
             await session.close()

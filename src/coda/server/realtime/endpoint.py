@@ -11,7 +11,6 @@ event and what is not supported.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 
@@ -19,7 +18,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from coda.core.models import new_id
 from coda.server import errors, logs
-from coda.server.admission import admit, counted
+from coda.server.admission import admit, counted, reported
 from coda.server.frames import Closed
 from coda.server.realtime.session import RealtimeSession
 from coda.server.realtime.settings import RealtimeError
@@ -45,7 +44,7 @@ async def realtime(socket: WebSocket) -> None:
     beta = "realtime=v1" in socket.headers.get("openai-beta", "")
     session: RealtimeSession | None = None
     try:
-        async with counted(socket, admitted, conversation_id):
+        async with reported(socket, conversation_id), counted(socket, admitted, conversation_id):
             if await voice.get_conversation_state(conversation_id) is None:
                 await voice.start_conversation(conversation_id)
             session = RealtimeSession(
@@ -62,15 +61,6 @@ async def realtime(socket: WebSocket) -> None:
                     await session.refuse(RealtimeError("events are JSON", "invalid_json"), None)
                     continue
                 await session.handle(event)
-    except Closed as closed:
-        with contextlib.suppress(Exception):
-            await socket.close(closed.code, closed.reason)
-    except WebSocketDisconnect:
-        pass
-    except Exception as error:  # noqa: BLE001 - reported to the client without internals
-        log.exception("realtime session on %s failed", conversation_id)
-        with contextlib.suppress(Exception):
-            await socket.close(errors.SERVER_ERROR, errors.public_message(error))
     finally:
         if session is not None:
             await session.close()
