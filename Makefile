@@ -20,7 +20,7 @@ CMAKE_avx512 := $(CMAKE_portable) -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run serve test lint models postgres clean
+.PHONY: run serve test lint models test-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,16 +74,21 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests examples
 	$(BIN)/mypy
 
-# The tests start throwaway PostgreSQL clusters from Debian's server binaries
-# (`make run` needs none): installed here when missing.
-postgres:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+# The tests start throwaway PostgreSQL clusters from Debian's server binaries, and
+# trace the server's system calls with strace (`make run` needs neither): installed
+# here when missing.
+test-tools:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
+		|| missing="$$missing postgresql"; \
+	command -v strace >/dev/null || missing="$$missing strace"; \
+	if [ -n "$$missing" ]; then \
 		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
-			--no-install-recommends postgresql >/dev/null; \
+			--no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: lint models postgres $(MOSHI_VENV)/.stamp
+test: lint models test-tools $(MOSHI_VENV)/.stamp
 	$(BIN)/python -m pytest
 
 clean:

@@ -169,49 +169,50 @@ def qwen_path(manager: VoiceManager) -> Path:
     return manager.config.resolved_model_dir() / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 
 
+def start_llama_server(
+    model: Path, port: int, log: Path, threads: int = 2
+) -> subprocess.Popen[bytes]:
+    """``python -m llama_cpp.server`` on loopback ``port``, once it lists its model."""
+    command = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+        "--model_alias", "qwen-0.5b", "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", "2048", "--n_threads", str(threads),
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                return process
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("llama_cpp.server did not start within 120 s")
+        time.sleep(0.3)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process``; kill it if it lingers."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="session")
 def llama_server(qwen_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real OpenAI-compatible server: ``python -m llama_cpp.server`` on loopback."""
     port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(qwen_path),
-        "--model_alias",
-        "qwen-0.5b",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "2048",
-        "--n_threads",
-        "2",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
+    process = start_llama_server(qwen_path, port, log)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not start within 120 s")
-            time.sleep(0.3)
-        yield base_url
+        yield f"http://127.0.0.1:{port}/v1"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 # -- the server (`coda serve` as a real process) ------------------------------------------
@@ -243,49 +244,73 @@ def serving(
     folder: Path, extra_settings: str = "", store: str | None = None, rate_limit: int = RATE_LIMIT
 ) -> Iterator[Server]:
     """``coda serve`` as a real process, with its own store (or ``store``), keys and limits."""
-    port = free_port()
+    running = launch(folder, free_port(), extra_settings, store, rate_limit)
+    try:
+        wait_ready(running)
+        yield running
+    finally:
+        running.process.terminate()
+        try:
+            running.process.wait(15)
+        except subprocess.TimeoutExpired:
+            running.process.kill()
+
+
+def launch(
+    folder: Path,
+    port: int,
+    extra_settings: str = "",
+    store: str | None = None,
+    rate_limit: int = RATE_LIMIT,
+    wrap: tuple[str, ...] = (),
+) -> Server:
+    """Start ``coda serve`` on ``port`` with the test keys and limits (not yet ready).
+
+    Launched again on the same folder and port, it is the same server restarted.
+    ``wrap`` is a command that runs it (a tracer).
+    """
+    defaults = {
+        "api_key_hashes": f'["{digest(LIMITED_KEY)}"]',
+        "rate_limit_per_minute": str(rate_limit),
+        "max_upload_bytes": str(MAX_UPLOAD),
+        "max_frame_bytes": "8192",
+        "llm": '"llamacpp"',
+        "store": f'"{store or folder / "server.sqlite3"}"',
+    }
+    overridden = {line.split("=")[0].strip() for line in extra_settings.splitlines()}
     config = folder / "coda.toml"
     config.write_text(
-        f'api_key_hashes = ["{digest(LIMITED_KEY)}"]\n'
-        f"rate_limit_per_minute = {rate_limit}\n"
-        f"max_upload_bytes = {MAX_UPLOAD}\n"
-        "max_frame_bytes = 8192\n"
-        'llm = "llamacpp"\n'
-        f'store = "{store or folder / "server.sqlite3"}"\n' + extra_settings
+        "".join(f"{k} = {v}\n" for k, v in defaults.items() if k not in overridden) + extra_settings
     )
     log = folder / "server.log"
-    env = {**os.environ, "CODA_API_KEYS": f"{KEY},{OTHER_KEY}", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "CODA_API_KEYS": f"{KEY},{OTHER_KEY}"}
     command = [sys.executable, "-m", "coda.cli", "--log-level", "INFO", "--config", str(config)]
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         process = subprocess.Popen(
-            [*command, "serve", "--port", str(port)],
+            [*wrap, *command, "serve", "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
         )
     url = f"http://127.0.0.1:{port}"
-    running = Server(
+    return Server(
         url, f"ws://127.0.0.1:{port}", process, log, store or str(folder / "server.sqlite3")
     )
+
+
+def wait_ready(running: Server) -> None:
+    """Wait until ``running`` answers ``/ready`` (its models are loaded)."""
     deadline = time.monotonic() + 180
-    try:
-        while True:
-            try:
-                response = httpx.get(f"{url}/ready", headers=running.headers(), timeout=2)
-                if response.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"coda serve did not get ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield running
-    finally:
-        process.terminate()
+    while True:
         try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            response = httpx.get(f"{running.url}/ready", headers=running.headers(), timeout=2)
+            if response.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if running.process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"coda serve did not get ready:\n{running.log.read_text()[-3000:]}")
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import pytest
 
 from coda.modes.adaptive import AdaptivePolicy, TurnFeatures
@@ -26,35 +24,23 @@ from coda.voice import (
     VoiceMessage,
     VoiceProcessingMode,
 )
-from tests.conftest import SEED, Speak, free_port
+from tests.conftest import SEED, Speak, free_port, start_llama_server, stop
 
 HYBRID = VoiceProcessingMode.HYBRID
 CASCADE = VoiceProcessingMode.LLM_ENHANCED
 
 
 @pytest.fixture(scope="module")
-def second_server(qwen_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def second_server(
+    qwen_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[bytes]]:
     """A second real OpenAI-compatible server, which a test kills."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(qwen_path),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = tmp_path_factory.mktemp("second-llm") / "server.log"
+    process = start_llama_server(qwen_path, port, log, threads=1)
     process.args = f"http://127.0.0.1:{port}/v1"  # type: ignore[misc]
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{process.args}/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.3)
     yield process
-    process.kill()
-    process.wait(timeout=10)
+    stop(process)
 
 
 @pytest.fixture(scope="module")

@@ -118,6 +118,11 @@ async def test_one_key_gets_its_rate_limit_once_across_both(pair: tuple[Server, 
 
 async def test_a_sync_handler_on_b_sees_a_turn_answered_on_a(pair: tuple[Server, Server]) -> None:
     a, b = pair
+    async with httpx.AsyncClient(base_url=a.url) as client:  # the key's conversation
+        created = await client.post(
+            "/v1/conversations", json={"conversation_id": "synced"}, headers=a.headers()
+        )
+        assert created.status_code == 201, created.text
     url = f"{b.ws_url}/v1/conversations/synced/events?api_key={KEY}"
     async with connect(url) as events:
         assert json.loads(await events.recv())["type"] == "ready"

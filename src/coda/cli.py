@@ -199,6 +199,10 @@ async def _serve(args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             ws="websockets-sansio",
+            # A websocket message is refused by its size before it is all in memory,
+            # and none is compressed (a small message could unpack to a huge one).
+            ws_max_size=max(settings.max_frame_bytes, settings.max_event_bytes),
+            ws_per_message_deflate=False,
             log_config=None,  # keep the JSON logs configured above
         )
     )
@@ -346,7 +350,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``coda`` command."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     handlers = {"chat": _chat, "setup": _setup, "bench": _bench, "serve": _serve,

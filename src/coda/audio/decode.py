@@ -142,8 +142,9 @@ def probe_audio(
                 frames=int(handle.frames),
             )
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        # libsndfile's own words stay in the chained cause (the logs), not the message.
         raise ValidationError(
-            f"audio could not be read as WAV, FLAC, MP3 or OGG ({len(data)} bytes): {exc}"
+            f"audio could not be read as WAV, FLAC, MP3 or OGG ({len(data)} bytes)"
         ) from exc
     _check_policy(info, policy)
     return info
@@ -209,7 +210,7 @@ def decode_audio(
                     )
                 pieces.append(chunk.mean(axis=1, dtype=np.float32))
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise ValidationError(f"audio data is corrupt or truncated: {exc}") from exc
+        raise ValidationError("audio data is corrupt or truncated") from exc
     mono = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     return DecodedAudio(_checked(mono, info.sample_rate, policy, target_rate), target_rate, info)
 

@@ -64,6 +64,20 @@ def add_bench_parser(commands: Any) -> None:
     memory.add_argument("--sizes", default="10000,100000", help="comma-separated memory counts")
     memory.add_argument("--queries", type=int, default=100, help="searches per size")
     memory.add_argument("--chart", type=Path, default=Path("out/memory.png"), help="PNG chart")
+    load = benches.add_parser("load", help="many callers speaking into `coda serve` at once")
+    load.add_argument("--sessions", type=int, default=50, help="callers at the same moment")
+    load.add_argument("--turns", type=int, default=2, help="recordings each caller speaks")
+    load.add_argument(
+        "--max-sessions", type=int, help="the started server's max_sessions (default: its own)"
+    )
+    load.add_argument(
+        "--patience", type=float, default=300.0,
+        help="seconds a refused caller keeps calling back (0: gives up at once)",
+    )  # fmt: skip
+    load.add_argument("--mode", default="llm_enhanced", help="the callers' processing mode")
+    load.add_argument("--url", help="a running `coda serve` (default: start one here)")
+    load.add_argument("--api-key", help="its API key")
+    load.add_argument("--chart", type=Path, default=Path("out/load.png"), help="PNG chart")
     store = benches.add_parser("store", help="SQLite and PostgreSQL side by side")
     store.add_argument("--postgres", help="a PostgreSQL URL (default: a throwaway cluster)")
     store.add_argument("--turns", type=int, default=500, help="turns to write per run")
@@ -110,6 +124,10 @@ async def run_bench(args: argparse.Namespace, _config: ConfigOf) -> int:
         memories = await run_memory_bench(sizes, args.queries)
         print(format_memory_bench(memories))
         print(f"chart: {plot_memory_bench(memories, args.chart)}")
+    elif args.bench == "load":
+        from coda.bench.load import bench_load
+
+        print(await bench_load(args))
     elif args.bench == "store":
         from coda.bench.store import (
             StorePlan,

@@ -39,6 +39,8 @@ class Server:
 
     url: str
     api_key: str
+    pid: int | None = None
+    """The server's process, when it runs on this machine."""
 
 
 @dataclass
@@ -70,7 +72,7 @@ async def started_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    server = Server(f"http://127.0.0.1:{port}", key)
+    server = Server(f"http://127.0.0.1:{port}", key, process.pid)
     try:
         await wait_ready(server, process)
         # Ready means answering; the LLM's other contexts load at the first idle

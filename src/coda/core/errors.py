@@ -54,3 +54,22 @@ class TimeoutError(VoiceProcessingError, builtins.TimeoutError):  # noqa: A001
 
 
 VoiceTimeoutError = TimeoutError
+
+
+CLIENT_ERRORS = (ValidationError, AudioProcessingError, ConversationError, ConfigurationError)
+"""Errors about what the caller sent or asked: their messages are written for the caller."""
+
+
+def client_message(error: BaseException) -> str:
+    """What a client may be told: a client error's own words, else a generic line.
+
+    Server-side failures (a model, a remote server, the store, a timeout) are said
+    by their kind only; their details stay in the logs.
+    """
+    if isinstance(error, CLIENT_ERRORS):
+        return str(error)
+    if isinstance(error, StoreUnavailableError):
+        return "the store cannot be reached just now; try again"
+    if isinstance(error, VoiceProcessingError):
+        return "the voice engine could not answer"
+    return "internal error"

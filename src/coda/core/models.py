@@ -244,6 +244,8 @@ class ConversationState:
         metrics: Running figures (turn count, mean latency, ...).
         summary: What the turns no longer held in ``turns`` said, summarized
             (empty until the history first outgrows ``max_conversation_length``).
+        owner: Who may use it through the server: the API key (tenant) that
+            created it; None for one started here, through the Python API or the CLI.
     """
 
     conversation_id: str
@@ -255,6 +257,11 @@ class ConversationState:
     ended_at: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
+    owner: str | None = None
+
+    def owned_by(self, tenant: str) -> bool:
+        """Whether ``tenant`` may use this conversation (its owner's, or nobody's)."""
+        return self.owner is None or self.owner == tenant
 
     @property
     def turn_count(self) -> int:

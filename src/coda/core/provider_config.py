@@ -35,6 +35,8 @@ class MoshiConfig:
             client) is skipped this long, then tried again, in seconds.
         pool_handshake_seconds: With several servers, one that sends no handshake
             within this long is taken as busy and the next is tried, in seconds.
+        ping_interval_seconds: Websocket pings to the server this often; one not
+            answered within as long again ends the session, in seconds.
     """
 
     server_url: str | None = None
@@ -57,6 +59,7 @@ class MoshiConfig:
     server_urls: tuple[str, ...] = ()
     recheck_seconds: float = 10.0
     pool_handshake_seconds: float = 1.0
+    ping_interval_seconds: float = 10.0
 
     def servers(self) -> list[str]:
         """Every configured server (``server_url`` first), each once; none when disabled."""

@@ -37,12 +37,14 @@ class ModeDecision:
             **self.details,
         }
 
-    def fallen_back(self, why: str) -> ModeDecision:
-        """The same turn, now answered by the cascade because the chosen mode failed."""
+    def fallen_back(
+        self, why: str, to: VoiceProcessingMode = VoiceProcessingMode.LLM_ENHANCED
+    ) -> ModeDecision:
+        """The same turn, now answered by ``to`` because the chosen mode failed."""
         return replace(
             self,
-            chosen=VoiceProcessingMode.LLM_ENHANCED,
-            reason=f"fell back to the cascade: {why}",
+            chosen=to,
+            reason=f"fell back to {to.value}: {why}",
             details={**self.details, "fallback": True, "failed": self.chosen.value},
         )
 

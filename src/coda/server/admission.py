@@ -9,20 +9,23 @@ conversation id and the models' readiness (``admit``); then this instance's
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from coda.core.ids import is_conversation_id
 from coda.server import errors
 from coda.server.auth import check, speaker_of
-from coda.server.frames import CONVERSATION_ID, Closed
+from coda.server.frames import Closed
+from coda.server.tenancy import NotFound, owned
 
 log = logging.getLogger(__name__)
+CLOSE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,23 @@ async def admit(socket: WebSocket, conversation_id: str) -> Admitted:
         raise Closed(errors.POLICY, str(bad)) from None
     if not origin_allowed(socket):
         raise Closed(errors.POLICY, "origin not allowed")
-    if not re.match(CONVERSATION_ID, conversation_id):
+    if not is_conversation_id(conversation_id):
         raise Closed(errors.POLICY, "conversation ids are 1-128 of [A-Za-z0-9_.:-]")
     if not socket.app.state.voice.engine.initialized:
         raise Closed(errors.TRY_AGAIN, "the models are still loading")
     return Admitted(identity, speaker)
+
+
+async def conversation_of(socket: WebSocket, admitted: Admitted, conversation_id: str) -> None:
+    """The key's conversation, started as theirs if it is new.
+
+    Raises:
+        Closed: 1008 if it is another key's (as if it did not exist).
+    """
+    try:
+        await owned(socket.app.state.voice, conversation_id, admitted.identity, start=True)
+    except NotFound:
+        raise Closed(errors.POLICY, "conversation not found") from None
 
 
 @asynccontextmanager
@@ -77,14 +92,18 @@ async def reported(socket: WebSocket, conversation_id: str) -> AsyncIterator[Non
         yield
     except Closed as closed:
         log.info("closing session %s: %s", conversation_id, closed.reason)
-        with contextlib.suppress(Exception):
-            await socket.close(closed.code, closed.reason)
+        await _close(socket, closed.code, closed.reason)
     except WebSocketDisconnect:
         pass
     except Exception as error:  # noqa: BLE001 - reported to the client without internals
         log.exception("session %s failed", conversation_id)
-        with contextlib.suppress(Exception):
-            await socket.close(errors.SERVER_ERROR, errors.public_message(error))
+        await _close(socket, errors.SERVER_ERROR, errors.public_message(error))
+
+
+async def _close(socket: WebSocket, code: int, reason: str) -> None:
+    """Close, unless the client is gone or stuck (a client that stopped reading)."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(socket.close(code, reason), CLOSE_SECONDS)
 
 
 @asynccontextmanager

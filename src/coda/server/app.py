@@ -10,25 +10,29 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from coda.core.config import default_data_dir
 from coda.core.errors import VoiceProcessingError
 from coda.server.errors import public_message, status_of
 from coda.server.events import router as events_router
+from coda.server.guard import Guard
 from coda.server.limits import build_limits
 from coda.server.live import router as live_router
 from coda.server.metrics import Metrics
 from coda.server.realtime.endpoint import router as realtime_router
 from coda.server.rest import router as rest_router
-from coda.server.security import ApiKeys
+from coda.server.security import ApiKeys, RateLimiter
 from coda.server.settings import ServerSettings
 from coda.voice.manager import VoiceManager
 
@@ -70,14 +74,29 @@ def _report_loading(task: asyncio.Task[None]) -> None:
         log.error("the voice engine failed to start: %s: %s", type(error).__name__, error)
 
 
+def _generated_key() -> str:
+    """A key for this run when none is configured, written where only its owner reads it.
+
+    Keys are never logged: the log says where the key is, not what it is.
+    """
+    key = secrets.token_urlsafe(24)
+    path = default_data_dir() / "generated-api-key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(key + "\n")
+    log.warning("no API key configured; this run's key is in %s", path)
+    if sys.stdout.isatty():  # a person at a terminal, not a log collector
+        print(f"No API key configured; this run's key: {key}", flush=True)
+    return key
+
+
 def create_app(settings: ServerSettings, manager: VoiceManager | None = None) -> FastAPI:
     """The application; it initializes ``manager`` (or one from ``settings``) at start-up."""
     voice = manager or VoiceManager(settings.voice_config())
     keys = ApiKeys(settings.api_keys, settings.api_key_hashes)
     if not keys:
-        generated = secrets.token_urlsafe(24)
-        keys = ApiKeys([generated], [])
-        log.warning("no API key configured; this run's key is %s", generated)
+        keys = ApiKeys([_generated_key()], [])
 
     limits, sessions = build_limits(settings)
 
@@ -109,8 +128,10 @@ def create_app(settings: ServerSettings, manager: VoiceManager | None = None) ->
     app.state.keys = keys
     app.state.limits = limits
     app.state.registry = sessions
+    app.state.auth_failures = RateLimiter(settings.auth_failures_per_minute)
     app.state.metrics = Metrics(voice.config.metrics_enabled)
     app.state.sessions = 0
+    app.add_middleware(Guard, max_body=settings.max_upload_bytes, public_docs=settings.public_docs)
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -134,6 +155,15 @@ def create_app(settings: ServerSettings, manager: VoiceManager | None = None) ->
         return JSONResponse(
             {"error": type(error).__name__, "message": public_message(error)}, status
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        # What was wrong and where, without echoing the input (it may be huge or not text).
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+            for e in error.errors()
+        ]
+        return JSONResponse({"detail": detail}, 422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -1,4 +1,10 @@
-"""The key check and rate limit every route but ``/health`` goes through."""
+"""The key check, the throttling of failed attempts, and the rate limit of each key.
+
+Keys come in the ``X-API-Key`` header or as ``Authorization: Bearer``; websockets,
+which browsers cannot give headers, may also name it in ``?api_key=`` (never
+logged: ``coda.server.logs`` hides it). An address whose attempts keep failing
+is refused for a while (``auth_failures_per_minute``), whatever key it sends.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import re
 from fastapi import HTTPException, Request, WebSocket
 
 from coda.server.limits import RateLimits
-from coda.server.security import ApiKeys
+from coda.server.security import ApiKeys, RateLimiter
 
 log = logging.getLogger(__name__)
 USER = r"^[A-Za-z0-9_.@:-]{1,64}$"
@@ -30,14 +36,30 @@ def speaker_of(identity: str | None, user: str | None) -> str:
 
 
 def presented_key(connection: Request | WebSocket) -> str | None:
-    """The key: the ``X-API-Key`` header, ``Authorization: Bearer``, or ``?api_key=``."""
+    """The key: ``X-API-Key``, ``Authorization: Bearer``, or (websockets) ``?api_key=``."""
     bearer = connection.headers.get("authorization", "")
     scheme, _, token = bearer.partition(" ")
+    in_query = connection.scope["type"] == "websocket"
     return (
         connection.headers.get("x-api-key")
         or (token.strip() if scheme.lower() == "bearer" else None)
-        or connection.query_params.get("api_key")
+        or (connection.query_params.get("api_key") if in_query else None)
     )
+
+
+def identify(connection: Request | WebSocket) -> tuple[str | None, int, str]:
+    """(key digest, status, reason): 0 for a valid key, else 401 (or 429: too many failures)."""
+    failures: RateLimiter = connection.app.state.auth_failures
+    address = connection.client.host if connection.client else "unknown"
+    wait = failures.blocked(address)
+    if wait > 0:
+        return None, 429, f"too many failed attempts from this address; retry in {wait:.1f} s"
+    keys: ApiKeys = connection.app.state.keys
+    identity = keys.identify(presented_key(connection))
+    if identity is None:
+        failures.allow(address)  # one failure spent
+        return None, 401, "a valid API key is required (X-API-Key or Authorization: Bearer)"
+    return identity, 0, ""
 
 
 async def check(connection: Request | WebSocket) -> tuple[str | None, int, str]:
@@ -46,11 +68,10 @@ async def check(connection: Request | WebSocket) -> tuple[str | None, int, str]:
     503: the limits live in a shared store that cannot be reached just now; the
     request is refused rather than let through unlimited.
     """
-    keys: ApiKeys = connection.app.state.keys
-    limits: RateLimits = connection.app.state.limits
-    identity = keys.identify(presented_key(connection))
+    identity, status, reason = identify(connection)
     if identity is None:
-        return None, 401, "a valid API key is required (X-API-Key, Bearer or ?api_key=)"
+        return None, status, reason
+    limits: RateLimits = connection.app.state.limits
     try:
         wait = await limits.take(identity)
     except Exception:  # noqa: BLE001 - an outage of the shared store, said as 503

@@ -12,6 +12,7 @@ from coda.core.errors import (
     TimeoutError,
     ValidationError,
     VoiceProcessingError,
+    client_message,
 )
 
 # Websocket close codes (RFC 6455).
@@ -47,11 +48,5 @@ def status_of(error: VoiceProcessingError) -> int:
 
 
 def public_message(error: Exception) -> str:
-    """What a client may see: a typed error's own message; nothing for anything else."""
-    if isinstance(error, StoreUnavailableError):
-        return "the store cannot be reached just now; try again"  # no database address
-    if isinstance(error, VoiceProcessingError) and status_of(error) < 500:
-        return str(error)
-    if isinstance(error, VoiceProcessingError):
-        return f"{type(error).__name__}: the voice engine could not answer"
-    return "internal error"
+    """What a client may see: a client error's own message; nothing internal."""
+    return client_message(error)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -20,6 +19,8 @@ from coda.core.models import SyncEventType
 from coda.server import errors
 from coda.server.admission import admit
 from coda.server.frames import Closed
+from coda.server.link import Link
+from coda.server.tenancy import NotFound, owned
 from coda.sync.events import SyncEvent
 
 router = APIRouter()
@@ -32,7 +33,11 @@ async def events(socket: WebSocket, conversation_id: str) -> None:
     """Stream the conversation's sync events until the client leaves."""
     await socket.accept()
     try:
-        await admit(socket, conversation_id)
+        admitted = await admit(socket, conversation_id)
+        try:
+            await owned(socket.app.state.voice, conversation_id, admitted.identity)
+        except NotFound:
+            raise Closed(errors.POLICY, "conversation not found") from None
         sync = socket.app.state.voice.engine.integrations.sync
         if sync is None:
             raise Closed(errors.POLICY, "conversation sync is switched off (sync)")
@@ -54,8 +59,9 @@ async def events(socket: WebSocket, conversation_id: str) -> None:
     for kind in SyncEventType:
         sync.add_event_handler(kind, enqueue)
     listener = asyncio.create_task(_until_closed(socket))
+    link = Link(socket, socket.app.state.settings, 4096)
     try:
-        await socket.send_json({"type": "ready", "conversation_id": conversation_id})
+        await link.send_json({"type": "ready", "conversation_id": conversation_id})
         while not listener.done():
             getting = asyncio.ensure_future(queue.get())
             done, _ = await asyncio.wait({getting, listener}, return_when=asyncio.FIRST_COMPLETED)
@@ -63,7 +69,7 @@ async def events(socket: WebSocket, conversation_id: str) -> None:
                 getting.cancel()
                 break
             if dropped:
-                await socket.send_json({"type": "dropped", "count": dropped})
+                await link.send_json({"type": "dropped", "count": dropped})
                 dropped = 0
             event = getting.result()
             message = {
@@ -73,9 +79,12 @@ async def events(socket: WebSocket, conversation_id: str) -> None:
                 "timestamp": event.timestamp,
                 "instance": event.instance,
             }
-            await socket.send_text(json.dumps(message, default=str))
+            await link.send_json(message)
     except WebSocketDisconnect:
         pass
+    except Closed as closed:
+        with contextlib.suppress(Exception):
+            await socket.close(closed.code, closed.reason)
     finally:
         for kind in SyncEventType:
             sync.remove_event_handler(kind, enqueue)

@@ -3,7 +3,10 @@
 One ``DuplexSession`` per socket. The client reports how many reply samples it
 has played; the server hands exactly those samples to the session, which uses
 them as the echo canceller's reference and to know what was heard at a barge-in.
-A bad frame, an oversized message or a limit closes only this socket.
+Until a client reports playback, its audio is taken as played at real-time pace
+from when it was sent (``coda.streaming.playout``), so a client that never
+reports still gets its turns stored whole. A bad frame, an oversized message or
+a limit (``coda.server.link``) closes only this socket.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from coda.audio.frames import SampleQueue
 from coda.core.models import VoiceProcessingMode
 from coda.providers.s2s.moshi_live import MoshiLiveBridge
 from coda.server import errors, logs, moshi_stream
-from coda.server.admission import admit, counted, reported
-from coda.server.frames import Closed, pcm16, read_pcm16
+from coda.server.admission import admit, conversation_of, counted, reported
+from coda.server.frames import Closed, pcm16
+from coda.server.link import Link
 from coda.server.protocol import message_of
 from coda.streaming.duplex import DuplexSession
+from coda.streaming.playout import Playout
 from coda.turn.events import (
     Interrupted,
     ReplyDiscarded,
@@ -36,7 +41,6 @@ from coda.turn.events import (
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-MIN_RATE, MAX_RATE = 8000, 48000
 
 
 @router.websocket("/v1/conversations/{conversation_id}/stream")
@@ -55,33 +59,37 @@ async def stream(socket: WebSocket, conversation_id: str) -> None:
     logs.conversation_id.set(conversation_id)
     session: DuplexSession | None = None
     bridge: MoshiLiveBridge | None = None
+    playout: Playout | None = None
     try:
         async with reported(socket, conversation_id), counted(socket, admitted, conversation_id):
             log.info("session opened at %d Hz", rate)
+            link = Link(socket, settings, settings.max_frame_bytes)
             if mode is VoiceProcessingMode.MOSHI_ONLY:
                 bridge = await moshi_stream.open_bridge(
                     voice.config.moshi, voice.engine.built.moshi_pool, rate
                 )
-                await _ready(socket, conversation_id, rate, moshi_stream.OUTPUT_RATE)
+                await _ready(link, conversation_id, rate, moshi_stream.OUTPUT_RATE)
                 await race(
-                    moshi_stream.read(socket, bridge, settings.max_frame_bytes),
-                    moshi_stream.write(socket, bridge),
+                    moshi_stream.read(link, bridge, rate),
+                    moshi_stream.write(link, bridge),
                     settings.max_session_seconds,
                 )
                 return
-            if await voice.get_conversation_state(conversation_id) is None:
-                await voice.start_conversation(conversation_id)
+            await conversation_of(socket, admitted, conversation_id)
             session = DuplexSession(
                 voice.engine, conversation_id, rate, mode, speaker=admitted.speaker
             )
-            await _ready(socket, conversation_id, rate, voice.config.audio.sample_rate)
-            ledger = SampleQueue()
+            output_rate = voice.config.audio.sample_rate
+            await _ready(link, conversation_id, rate, output_rate)
+            playout = Playout(session, output_rate, SampleQueue())
             await race(
-                _read(socket, session, ledger, settings.max_frame_bytes),
-                _write(socket, session, ledger),
+                _read(link, session, playout, rate),
+                _write(link, session, playout),
                 settings.max_session_seconds,
             )
     finally:
+        if playout is not None:
+            await playout.close()
         if session is not None:
             await session.close()
         if bridge is not None:
@@ -92,21 +100,22 @@ def _parameters(socket: WebSocket) -> tuple[int, VoiceProcessingMode | None]:
     """The socket's ``rate`` and ``mode``.
 
     Raises:
-        Closed: 1008 if either is malformed, or the rate out of range.
+        Closed: 1008 if either is malformed, or the rate not one the front end takes.
     """
+    rates = socket.app.state.voice.config.audio.input_sample_rates
     try:
         rate = int(socket.query_params.get("rate", "16000"))
         mode_name = socket.query_params.get("mode")
         mode = VoiceProcessingMode(mode_name) if mode_name else None
     except ValueError:
         raise Closed(errors.POLICY, "rate must be an integer and mode a processing mode") from None
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise Closed(errors.POLICY, f"rate must be within {MIN_RATE}-{MAX_RATE} Hz")
+    if rate not in rates:
+        raise Closed(errors.POLICY, f"rate must be one of {', '.join(map(str, rates))} Hz")
     return rate, mode
 
 
-async def _ready(socket: WebSocket, conversation_id: str, rate: int, output_rate: int) -> None:
-    await socket.send_json(
+async def _ready(link: Link, conversation_id: str, rate: int, output_rate: int) -> None:
+    await link.send_json(
         {
             "type": "ready",
             "conversation_id": conversation_id,
@@ -137,26 +146,25 @@ async def race(
                 await task
 
 
-async def _read(
-    socket: WebSocket, session: DuplexSession, ledger: SampleQueue, max_frame: int
-) -> None:
+async def _read(link: Link, session: DuplexSession, playout: Playout, rate: int) -> None:
     while True:
-        frame = await read_pcm16(socket, max_frame)
+        frame = await link.audio_or_command(rate)
         if isinstance(frame, np.ndarray):
             await session.feed(frame)
         elif frame["type"] == "played":
             count = frame.get("samples")
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
                 raise Closed(errors.BAD_DATA, "played.samples must be a non-negative integer")
-            session.played(ledger.take(count))
+            playout.stop()  # the client says what it played: no more assuming
+            session.played(playout.queued.take(count))
         elif frame["type"] == "end":
             raise Closed(1000, "ended by the client")
         else:
             raise Closed(errors.BAD_DATA, f"unknown message type {frame['type']!r}")
 
 
-async def _write(socket: WebSocket, session: DuplexSession, ledger: SampleQueue) -> None:
-    metrics = socket.app.state.metrics
+async def _write(link: Link, session: DuplexSession, playout: Playout) -> None:
+    metrics = link.socket.app.state.metrics
     endpointing: float | None = None
     seq = 0
     while True:
@@ -164,15 +172,15 @@ async def _write(socket: WebSocket, session: DuplexSession, ledger: SampleQueue)
         message = message_of(event, seq)
         if message is None:
             continue
-        await socket.send_json(message)
+        await link.send_json(message)
         if isinstance(event, SpokenPiece):
-            ledger.push(event.audio.samples)
-            await socket.send_bytes(pcm16(event.audio.samples))
+            await link.send(pcm16(event.audio.samples))
+            playout.push(event.audio.samples)
             seq += 1
         elif isinstance(event, SpeechEnded):
             endpointing = event.endpointing_ms
         elif isinstance(event, Interrupted):
-            ledger.clear()
+            playout.clear()
         elif isinstance(event, TurnOutcome):
             metrics.record_turn(event.mode.value, event.metadata, endpointing)
         elif isinstance(event, TurnFailed):

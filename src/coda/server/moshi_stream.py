@@ -9,10 +9,9 @@ if every retry fails the socket closes with 1011.
 
 from __future__ import annotations
 
-import json
+import logging
 
 import numpy as np
-from fastapi import WebSocket
 
 from coda.core.errors import MoshiConnectionError
 from coda.core.provider_config import MoshiConfig
@@ -21,8 +20,10 @@ from coda.providers.s2s.moshi_live import MoshiLiveBridge, Reconnected
 from coda.providers.s2s.moshi_pool import MoshiPool
 from coda.providers.s2s.moshi_session import MoshiAudio, MoshiText
 from coda.server import errors
-from coda.server.frames import Closed, pcm16, read_pcm16
+from coda.server.frames import Closed, pcm16
+from coda.server.link import Link
 
+log = logging.getLogger(__name__)
 OUTPUT_RATE = moshi_protocol.SAMPLE_RATE
 """Moshi speaks at 24 kHz."""
 
@@ -39,14 +40,15 @@ async def open_bridge(config: MoshiConfig, pool: MoshiPool | None, rate: int) ->
     try:
         await bridge.open()
     except MoshiConnectionError as exc:
-        raise Closed(errors.TRY_AGAIN, f"Moshi is unavailable: {exc}") from None
+        log.warning("no Moshi server for a live call: %s", exc)
+        raise Closed(errors.TRY_AGAIN, "no Moshi server is free just now; try again") from None
     return bridge
 
 
-async def read(socket: WebSocket, bridge: MoshiLiveBridge, max_frame: int) -> None:
+async def read(link: Link, bridge: MoshiLiveBridge, rate: int) -> None:
     """Microphone frames to Moshi; ``played`` reports need no bookkeeping here."""
     while True:
-        frame = await read_pcm16(socket, max_frame)
+        frame = await link.audio_or_command(rate)
         if isinstance(frame, np.ndarray):
             await bridge.send(frame)
             continue
@@ -57,20 +59,21 @@ async def read(socket: WebSocket, bridge: MoshiLiveBridge, max_frame: int) -> No
             raise Closed(errors.BAD_DATA, f"unknown message type {kind!r}")
 
 
-async def write(socket: WebSocket, bridge: MoshiLiveBridge) -> None:
+async def write(link: Link, bridge: MoshiLiveBridge) -> None:
     """Moshi's voice and text to the client, as the protocol's messages."""
     seq = 0
     try:
         async for event in bridge.events():
             if isinstance(event, MoshiAudio):
                 header = {"type": "audio", "seq": seq, "samples": len(event.pcm), "text": ""}
-                await socket.send_text(json.dumps(header))
-                await socket.send_bytes(pcm16(event.pcm))
+                await link.send_json(header)
+                await link.send(pcm16(event.pcm))
                 seq += 1
             elif isinstance(event, MoshiText):
-                await socket.send_text(json.dumps({"type": "text", "delta": event.text}))
+                await link.send_json({"type": "text", "delta": event.text})
             elif isinstance(event, Reconnected):
                 message = {"type": "reconnected", "attempts": event.attempts}
-                await socket.send_text(json.dumps(message))
+                await link.send_json(message)
     except MoshiConnectionError as exc:
-        raise Closed(errors.SERVER_ERROR, f"Moshi connection lost: {exc}") from None
+        log.warning("a live call lost Moshi: %s", exc)
+        raise Closed(errors.SERVER_ERROR, "the connection to Moshi was lost") from None

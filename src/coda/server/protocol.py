@@ -85,6 +85,7 @@ def message_of(event: TurnEvent, seq: int) -> dict[str, Any] | None:
         return {
             "type": "error",
             "code": "turn_failed",
+            "error": event.error,
             "message": f"{event.error}: {event.message}",
         }
     return None

@@ -10,10 +10,17 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from coda.core.models import VoiceMessage, VoiceProcessingMode, VoiceResponse, new_id
+from coda.core.ids import CONVERSATION_ID
+from coda.core.models import (
+    ConversationState,
+    VoiceMessage,
+    VoiceProcessingMode,
+    VoiceResponse,
+    new_id,
+)
 from coda.server import logs
 from coda.server.auth import USER, require_key, speaker_of
-from coda.server.frames import CONVERSATION_ID
+from coda.server.tenancy import NotFound, owned
 from coda.voice.manager import VoiceManager
 
 router = APIRouter(dependencies=[Depends(require_key)])
@@ -113,20 +120,34 @@ async def metrics(request: Request) -> Response:
     return Response(collected.render(), media_type="text/plain; version=0.0.4")
 
 
+async def _owned(
+    voice: VoiceManager, conversation_id: str, tenant: str, *, start: bool = False
+) -> ConversationState:
+    """The caller's conversation, or 404 (another key's looks like none at all)."""
+    try:
+        return await owned(voice, conversation_id, tenant, start=start)
+    except NotFound:
+        raise HTTPException(404, f"no conversation {conversation_id!r}") from None
+
+
 @router.post("/v1/conversations", status_code=201, tags=["conversations"])
-async def create_conversation(request: Request, body: NewConversation) -> dict[str, str]:
-    """Start a conversation (with a fresh id unless one is given)."""
+async def create_conversation(
+    request: Request, body: NewConversation, identity: Identity
+) -> dict[str, str]:
+    """Start a conversation of the caller's key (with a fresh id unless one is given)."""
     voice = _voice(request)
-    state = await voice.start_conversation(body.conversation_id or new_id("conv"))
+    cid = body.conversation_id or new_id("conv")
+    state = await voice.start_conversation(cid, owner=identity)
     return {"conversation_id": state.conversation_id}
 
 
 @router.delete("/v1/conversations/{conversation_id}", status_code=204, tags=["conversations"])
-async def end_conversation(request: Request, conversation_id: ConversationId) -> Response:
+async def end_conversation(
+    request: Request, conversation_id: ConversationId, identity: Identity
+) -> Response:
     """End a conversation (its history stays)."""
     voice = _voice(request)
-    if await voice.get_conversation_state(conversation_id) is None:
-        raise HTTPException(404, f"no conversation {conversation_id!r}")
+    await _owned(voice, conversation_id, identity)
     await voice.end_conversation(conversation_id)
     return Response(status_code=204)
 
@@ -135,12 +156,11 @@ async def end_conversation(request: Request, conversation_id: ConversationId) ->
 async def history(
     request: Request,
     conversation_id: ConversationId,
+    identity: Identity,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """The conversation's turns, oldest first."""
-    state = await _voice(request).get_conversation_state(conversation_id)
-    if state is None:
-        raise HTTPException(404, f"no conversation {conversation_id!r}")
+    state = await _owned(_voice(request), conversation_id, identity)
     turns = [
         {
             "user_text": t.user_text,
@@ -209,6 +229,7 @@ async def post_message(
         message = VoiceMessage(conversation_id, bytes(body), speaker=speaker_of(identity, user))
     if message_id:
         message.message_id = message_id
+    await _owned(voice, conversation_id, identity, start=True)
     metrics = request.app.state.metrics
     try:
         response = await voice.process_voice_message(message, mode)
@@ -231,8 +252,7 @@ async def feedback(
     slows the voice. Returns the speaker's traits after the change.
     """
     voice = _voice(request)
-    if await voice.get_conversation_state(conversation_id) is None:
-        raise HTTPException(404, f"no conversation {conversation_id!r}")
+    await _owned(voice, conversation_id, identity)
     personality = voice.engine.integrations.personality
     if personality is None:
         raise HTTPException(409, "the personality integration is switched off")

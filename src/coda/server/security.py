@@ -67,6 +67,12 @@ class RateLimiter:
         """Take a token for ``key``: 0 when it had one, else the seconds until it has."""
         return 0.0 if self.allow(key) else self.retry_after(key)
 
+    def blocked(self, key: str) -> float:
+        """Seconds until ``key`` has a token (0: it has one now); nothing is taken."""
+        tokens, last = self._buckets.get(key, (float(self.per_minute), self.now()))
+        tokens = min(float(self.per_minute), tokens + (self.now() - last) * self.per_minute / 60)
+        return max(0.0, (1.0 - tokens) * 60.0 / self.per_minute)
+
     def retry_after(self, key: str) -> float:
         """Seconds until ``key`` has a token again."""
         tokens, _ = self._buckets.get(key, (1.0, 0.0))

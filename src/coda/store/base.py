@@ -23,8 +23,8 @@ class ConversationStore(Protocol):
     async def close(self) -> None:
         """Close the store."""
 
-    async def create(self, conversation_id: str) -> ConversationState:
-        """Record a new conversation (``ConversationError`` if the id is taken)."""
+    async def create(self, conversation_id: str, owner: str | None = None) -> ConversationState:
+        """Record a new conversation of ``owner`` (``ConversationError`` if the id is taken)."""
         ...
 
     async def load(self, conversation_id: str, max_turns: int) -> ConversationState | None:

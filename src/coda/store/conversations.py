@@ -71,8 +71,8 @@ class Conversations:
         """The lock that keeps the conversation's turns in order."""
         return self._locks.setdefault(conversation_id, asyncio.Lock())
 
-    async def start(self, conversation_id: str) -> ConversationState:
-        """Start a conversation.
+    async def start(self, conversation_id: str, owner: str | None = None) -> ConversationState:
+        """Start a conversation (``owner``: the tenant it belongs to).
 
         Raises:
             ValidationError: If the id is malformed.
@@ -82,7 +82,7 @@ class Conversations:
         if conversation_id in self._active:
             raise ConversationError(f"conversation {conversation_id!r} already exists")
         self._make_room()
-        state = await self.store.create(conversation_id)
+        state = await self.store.create(conversation_id, owner)
         self._active[conversation_id] = state
         return state
 

@@ -64,6 +64,8 @@ class SQLiteConversationStore:
                 self._conn.execute(
                     "ALTER TABLE conversations ADD COLUMN summary TEXT NOT NULL DEFAULT ''"
                 )
+            if "owner" not in columns:  # a store from before tenants
+                self._conn.execute("ALTER TABLE conversations ADD COLUMN owner TEXT")
 
         await self._database.run(migrate)
 
@@ -75,19 +77,20 @@ class SQLiteConversationStore:
     def _conn(self) -> sqlite3.Connection:
         return self._database.connection
 
-    async def create(self, conversation_id: str) -> ConversationState:
-        """Record a new conversation.
+    async def create(self, conversation_id: str, owner: str | None = None) -> ConversationState:
+        """Record a new conversation of ``owner``.
 
         Raises:
             ConversationError: If the id is already used.
         """
-        state = ConversationState(conversation_id)
+        state = ConversationState(conversation_id, owner=owner)
 
         def insert() -> None:
             try:
                 self._conn.execute(
-                    "INSERT INTO conversations (id, started_at, last_activity) VALUES (?, ?, ?)",
-                    (conversation_id, state.started_at, state.last_activity),
+                    "INSERT INTO conversations (id, started_at, last_activity, owner) "
+                    "VALUES (?, ?, ?, ?)",
+                    (conversation_id, state.started_at, state.last_activity, owner),
                 )
             except sqlite3.IntegrityError as exc:
                 raise ConversationError(
@@ -103,13 +106,13 @@ class SQLiteConversationStore:
 
     def _load(self, conversation_id: str, max_turns: int) -> ConversationState | None:
         row = self._conn.execute(
-            "SELECT started_at, last_activity, ended_at, current_mode, metrics, summary "
+            "SELECT started_at, last_activity, ended_at, current_mode, metrics, summary, owner "
             "FROM conversations WHERE id = ?",
             (conversation_id,),
         ).fetchone()
         if row is None:
             return None
-        started_at, last_activity, ended_at, mode, metrics, summary = row
+        started_at, last_activity, ended_at, mode, metrics, summary, owner = row
         rows = self._conn.execute(
             "SELECT user_text, assistant_text, mode, timestamp, message_id FROM turns "
             "WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?",
@@ -129,6 +132,7 @@ class SQLiteConversationStore:
             ended_at=ended_at,
             metrics=json.loads(metrics),
             summary=summary,
+            owner=owner,
         )
 
     async def add_turn(

@@ -38,7 +38,7 @@ from coda.audio import endpointing
 from coda.audio.frontend import StreamingFrontEnd
 from coda.core.config import AudioConfig, StreamingConfig
 from coda.core.enums import VoiceProcessingMode
-from coda.core.errors import VoiceProcessingError
+from coda.core.errors import VoiceProcessingError, client_message
 from coda.core.models import new_id
 from coda.modes.clock import TurnClock
 from coda.streaming.barge_in import BargeIn
@@ -62,6 +62,8 @@ from coda.voice.engine import VoiceEngine
 from coda.worker import WorkerThread
 
 log = logging.getLogger(__name__)
+CLOSE_WAIT_SECONDS = 5.0
+"""At close, the longest wait for the end of a turn already heard to start its reply."""
 
 
 class DuplexSession:
@@ -185,9 +187,15 @@ class DuplexSession:
     async def close(self) -> None:
         """Cancel anything in flight, keep what was said, and free the front end.
 
-        A reply still playing (or still being made) when the session ends is
-        stored with the part that was played, so the user's words are not lost.
+        A turn whose end was heard is answered far enough to be stored: a reply
+        still playing (or still being made) is stored with the part that was
+        played, and a reply cut before the words were recognized has them
+        recognized now, so the user's words are not lost.
         """
+        ending = self._ending
+        if ending is not None and not ending.done():  # the turn's reply is being started
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(ending), CLOSE_WAIT_SECONDS)
         tasks: list[asyncio.Future[Any]] = [t for t in (*self._checks, self._ending) if t]
         if self._pause.task is not None:
             tasks.append(self._pause.task)
@@ -201,14 +209,7 @@ class DuplexSession:
                 await task
         reply, self._reply = self._reply, None
         if reply is not None:
-            await reply.cancel()
-        if reply is not None and reply.user_text:
-            heard = reply.outcome is not None and reply.played >= reply.queued
-            spoken = reply.outcome.reply_text if heard and reply.outcome else reply.spoken_text()
-            try:
-                await self._keeper.store(reply, spoken)
-            except VoiceProcessingError as exc:
-                log.warning("the last turn of %s was not stored: %s", self.conversation_id, exc)
+            await self._keeper.cut_short(reply, self._barge_in.words)
         await self._keeper.drain()  # turns that played to the end are stored first
         self.frontend.close()
         self._worker.shutdown()
@@ -317,7 +318,9 @@ class DuplexSession:
         turn = TurnContext(
             self.conversation_id, self.speaker, new_id("msg"), self.options, streamed=True
         )
-        reply = Reply(turn, held=held, utterance_samples=len(audio), started_at=self.now_seconds)
+        reply = Reply(
+            turn, held=held, utterance_samples=len(audio), started_at=self.now_seconds, audio=audio
+        )
         if transcript is not None:
             reply.user_text = transcript.text
         started_after_ms = max(0.0, (self.now_seconds - speech_end) * 1000)
@@ -356,7 +359,7 @@ class DuplexSession:
                         event.metadata["preemptive"] = True
                 self._emit(reply, event)
         except VoiceProcessingError as exc:
-            self._emit(reply, TurnFailed(type(exc).__name__, str(exc)))
+            self._emit(reply, TurnFailed(type(exc).__name__, client_message(exc)))
         if not reply.held:
             self._after_turn(reply)
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+import numpy as np
+
+from coda.core.errors import VoiceProcessingError
 from coda.streaming.reply import Reply
 from coda.turn.events import TurnEvent, TurnStored
 from coda.turn.outcome import partial_outcome
@@ -56,6 +60,23 @@ class TurnKeeper:
         await self.pipeline.commit(outcome)
         turn = outcome.turn
         self.events.put_nowait(TurnStored(turn.message_id or "", outcome.user_text, spoken))
+
+    async def cut_short(self, reply: Reply, hear: Callable[[np.ndarray], Awaitable[str]]) -> None:
+        """A reply the session's end cut: stored with what was played of it.
+
+        If its words were not recognized yet, ``hear`` recognizes them now.
+        """
+        await reply.cancel()
+        if not reply.user_text and reply.audio is not None:
+            reply.user_text = await hear(reply.audio)
+        if not reply.user_text:
+            return  # nothing was said that could be kept
+        heard = reply.outcome is not None and reply.played >= reply.queued
+        spoken = reply.outcome.reply_text if heard and reply.outcome else reply.spoken_text()
+        try:
+            await self.store(reply, spoken)
+        except VoiceProcessingError as exc:
+            log.warning("the last turn of %s was not stored: %s", reply.turn.conversation_id, exc)
 
     async def drain(self) -> None:
         """Wait for the turns being stored."""

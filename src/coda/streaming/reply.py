@@ -7,6 +7,8 @@ import contextlib
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from coda.core.enums import VoiceProcessingMode
 from coda.turn.context import TurnContext
 from coda.turn.events import TurnEvent, TurnOutcome
@@ -31,6 +33,7 @@ class Reply:
     task: asyncio.Task[None] | None = None
     utterance_samples: int = 0  # the length of the utterance it answers
     started_at: float = 0.0  # session time it was started, in seconds
+    audio: np.ndarray | None = None  # the utterance, to recognize if the turn is cut short
 
     @property
     def queued(self) -> int:

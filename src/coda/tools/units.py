@@ -1,10 +1,18 @@
-"""Unit conversion with pint, from one lazily built unit registry."""
+"""Unit conversion with pint, from one lazily built unit registry.
+
+Unit names come from a language model, so they are held to what a unit name
+looks like (words, ``/``, powers up to 3) before pint sees them: pint would
+compute ``ft**10000000``. The registry is shared under a lock, and nobody waits
+for it longer than ``LOCK_SECONDS``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pint
@@ -13,6 +21,9 @@ from coda.tools.calculator import evaluate, spoken_to_expression
 
 MAX_UNIT_LENGTH = 64
 """Longest unit name accepted, in characters."""
+LOCK_SECONDS = 2.0
+"""Longest wait for the shared registry; past it the conversion fails (ValueError)."""
+_UNIT_SHAPE = re.compile(r"\A[A-Za-z_]+(?:\*\*[1-3])?(?:/[A-Za-z_]+(?:\*\*[1-3])?)*\Z")
 
 _registry: pint.UnitRegistry | None = None
 _lock = threading.Lock()
@@ -37,10 +48,25 @@ _PLURALS = {
 }
 
 
+@contextlib.contextmanager
+def _registry_lock() -> Iterator[None]:
+    """The registry's lock, waited for at most ``LOCK_SECONDS``.
+
+    Raises:
+        ValueError: If another conversion holds it longer.
+    """
+    if not _lock.acquire(timeout=LOCK_SECONDS):
+        raise ValueError("the unit converter is busy; try again")
+    try:
+        yield
+    finally:
+        _lock.release()
+
+
 def unit_registry() -> pint.UnitRegistry:
     """The module's unit registry, built on first use (it takes a fraction of a second)."""
     global _registry
-    with _lock:
+    with _registry_lock():
         if _registry is None:
             _registry = pint.UnitRegistry()
         return _registry
@@ -66,7 +92,7 @@ def convert(value: float, from_unit: str, to_unit: str) -> dict[str, Any]:
     source = _parse_unit(registry, from_unit)
     target = _parse_unit(registry, to_unit)
     try:
-        with _lock:
+        with _registry_lock():
             converted = registry.Quantity(value, source).to(target).magnitude
     except pint.DimensionalityError:
         raise ValueError(
@@ -89,12 +115,14 @@ def _parse_unit(registry: pint.UnitRegistry, name: str) -> pint.Unit:
     if len(name) > MAX_UNIT_LENGTH:
         raise ValueError(f"unit name is too long (at most {MAX_UNIT_LENGTH} characters)")
     normalized = _normalize(name)
-    for candidate in dict.fromkeys((normalized, normalized.lower())):
-        try:
-            with _lock:
+    if not _UNIT_SHAPE.match(normalized):
+        raise ValueError(f"unknown unit {name!r}: a unit is words, '/' and powers up to 3")
+    with _registry_lock():
+        for candidate in dict.fromkeys((normalized, normalized.lower())):
+            try:
                 return registry.parse_units(candidate)
-        except Exception:  # pint raises several unrelated types for bad names
-            continue
+            except Exception:  # pint raises several unrelated types for bad names
+                continue
     raise ValueError(f"unknown unit {name!r}")
 
 

@@ -153,7 +153,12 @@ class Interrupted:
 
 @dataclass(frozen=True)
 class TurnFailed:
-    """The turn could not be answered (a typed error, by name and message)."""
+    """The turn could not be answered.
+
+    Attributes:
+        error: The typed error's name.
+        message: What a client may be told (``coda.core.errors.client_message``).
+    """
 
     error: str
     message: str

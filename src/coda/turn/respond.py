@@ -1,7 +1,10 @@
 """Responders and selection: choose the mode, stream its reply, fall back if it fails.
 
-The fallback rule: when Moshi fails mid-turn, the cascade answers, unless
-``moshi_only`` was asked for explicitly without ``allow_mode_fallback``.
+The fallback rules: when Moshi fails mid-turn, the cascade answers, unless
+``moshi_only`` was asked for explicitly without ``allow_mode_fallback``; when
+the cascade's LLM fails in a turn ``adaptive`` gave it, Moshi answers the
+speech, if it is there and nothing was said yet (an explicit ``llm_enhanced``
+turn fails with the LLM's error instead).
 Moshi listens to the audio itself, so when it answers, recognition (for the
 stored turn) runs beside it instead of before it.
 """
@@ -17,7 +20,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from coda.core.enums import VoiceProcessingMode
-from coda.core.errors import MoshiConnectionError, VoiceProcessingError
+from coda.core.errors import (
+    LLMIntegrationError,
+    MoshiConnectionError,
+    TimeoutError,
+    VoiceProcessingError,
+)
 from coda.modes.adaptive import AdaptivePolicy
 from coda.modes.clock import TurnClock
 from coda.modes.moshi import SPEECH_NEEDED
@@ -128,12 +136,17 @@ class Responders:
                     break
                 except VoiceProcessingError as exc:
                     self.policy.record_failure(conversation_id, answer.decision.chosen)
-                    if not self._may_fall_back(answer.decision, exc):
+                    to = self._fallback(answer, request, exc)
+                    if to is None:
                         raise
-                    log.warning("%s failed, the cascade answers: %s", answer.decision.chosen, exc)
-                    answer.decision = answer.decision.fallen_back(
-                        f"{answer.decision.chosen.value} failed: {exc}"
+                    log.warning(
+                        "%s failed, %s answers: %s", answer.decision.chosen.value, to.value, exc
                     )
+                    answer.decision = answer.decision.fallen_back(
+                        f"{answer.decision.chosen.value} failed: {exc}", to
+                    )
+                    if to is VoiceProcessingMode.MOSHI_ONLY:
+                        continue
                     if task is not None:  # the cascade needs the words
                         answer.transcript, task = await task, None
                         yield answer.transcript
@@ -148,10 +161,26 @@ class Responders:
                 with contextlib.suppress(asyncio.CancelledError, VoiceProcessingError):
                     await task
 
-    def _may_fall_back(self, decision: ModeDecision, error: VoiceProcessingError) -> bool:
-        """Moshi went down mid-turn: the cascade may answer unless Moshi was required."""
-        return (
+    def _fallback(
+        self, answer: Answer, request: TurnRequest, error: VoiceProcessingError
+    ) -> VoiceProcessingMode | None:
+        """Who answers instead of the mode that failed, if anyone may."""
+        decision = answer.decision
+        if (
             isinstance(error, MoshiConnectionError)
             and decision.chosen is VoiceProcessingMode.MOSHI_ONLY
             and (decision.requested is not VoiceProcessingMode.MOSHI_ONLY or self.allow_fallback)
-        )
+        ):
+            return VoiceProcessingMode.LLM_ENHANCED
+        if (
+            isinstance(error, (LLMIntegrationError, TimeoutError))
+            and decision.chosen is VoiceProcessingMode.LLM_ENHANCED
+            and decision.requested is VoiceProcessingMode.ADAPTIVE
+            and VoiceProcessingMode.MOSHI_ONLY in self.by_mode
+            and VoiceProcessingMode.MOSHI_ONLY not in self.unavailable
+            and request.audio is not None
+            and request.audio.size
+            and not answer.pieces
+        ):
+            return VoiceProcessingMode.MOSHI_ONLY
+        return None

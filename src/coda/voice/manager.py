@@ -115,15 +115,21 @@ class VoiceManager(VoiceManagerInterface):
             for chunk in await chunks.of(event):
                 yield chunk
 
-    async def start_conversation(self, conversation_id: str) -> ConversationState:
+    async def start_conversation(
+        self, conversation_id: str, *, owner: str | None = None
+    ) -> ConversationState:
         """Start a new voice conversation.
+
+        Args:
+            conversation_id: Its id.
+            owner: The tenant it belongs to (the server passes the API key's).
 
         Raises:
             ValidationError: If conversation_id is invalid.
             ConversationError: If conversation already exists.
         """
         self.engine.require_ready()
-        return await self.engine.conversations.start(conversation_id)
+        return await self.engine.conversations.start(conversation_id, owner)
 
     async def end_conversation(self, conversation_id: str) -> None:
         """End an active voice conversation.

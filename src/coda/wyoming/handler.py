@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Any
 
 import numpy as np
@@ -35,9 +34,9 @@ from wyoming.tts import Synthesize
 
 from coda.audio.frames import to_int16
 from coda.core.errors import ValidationError, VoiceProcessingError
+from coda.core.ids import is_conversation_id
 from coda.core.models import VoiceMessage, new_id
 from coda.modes.clock import TurnClock
-from coda.server.frames import CONVERSATION_ID
 from coda.voice.manager import VoiceManager
 from coda.wyoming.info import describe
 
@@ -159,7 +158,7 @@ class CodaEventHandler(AsyncEventHandler):
     async def _converse(self, said: Transcript) -> None:
         context: dict[str, Any] = dict(said.context or {})
         named = context.get("conversation_id")
-        if isinstance(named, str) and re.match(CONVERSATION_ID, named):
+        if is_conversation_id(named):
             self.conversation_id = named
         message = VoiceMessage(
             self.conversation_id, b"", text_content=said.text, speaker=self.speaker

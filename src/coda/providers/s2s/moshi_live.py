@@ -25,6 +25,8 @@ from coda.providers.s2s.moshi_pool import MoshiPool
 from coda.providers.s2s.moshi_session import MoshiOutput, MoshiSession
 
 log = logging.getLogger(__name__)
+MAX_QUEUED = 256
+"""Moshi outputs (80 ms each) held for a caller that is slow to read them."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ class MoshiLiveBridge:
         self.config = config
         self.pool = pool or MoshiPool(config)
         self._resampler = soxr.ResampleStream(input_rate, protocol.SAMPLE_RATE, 1, dtype="float32")
-        self._events: asyncio.Queue[LiveEvent | BaseException | None] = asyncio.Queue()
+        # Bounded: a caller that stops reading stops this reader, then Moshi's socket.
+        self._events: asyncio.Queue[LiveEvent | BaseException | None] = asyncio.Queue(MAX_QUEUED)
         self._session: MoshiSession | None = None
         self._receiver: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -119,10 +122,15 @@ class MoshiLiveBridge:
             yield item
 
     async def _receive(self, session: MoshiSession, generation: int) -> None:
+        # Moshi answers every 80 ms of audio sent: a server silent for the receive
+        # timeout is hung (or cut off), and the call moves on to a new session.
+        timeout = self.config.receive_timeout_seconds
         try:
-            while (output := await session.receive()) is not None:
+            while (output := await asyncio.wait_for(session.receive(), timeout)) is not None:
                 await self._events.put(output)
             error = MoshiConnectionError("the Moshi server ended the session")
+        except TimeoutError:
+            error = MoshiConnectionError(f"Moshi sent nothing for {timeout:g} s")
         except MoshiConnectionError as exc:
             error = exc
         if not self._closed:
@@ -170,4 +178,5 @@ class MoshiLiveBridge:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        await self._events.put(None)
+        with contextlib.suppress(asyncio.QueueFull):  # full: nobody is reading any more
+            self._events.put_nowait(None)

@@ -112,7 +112,13 @@ class MoshiSession:
             ws = await asyncio.wait_for(
                 # A hung server must not hold up closing: abort after half a second.
                 connect(
-                    url, max_size=None, open_timeout=None, ping_interval=None, close_timeout=0.5
+                    url,
+                    max_size=None,
+                    open_timeout=None,
+                    # A server that stops answering pings is gone, even if its socket is not.
+                    ping_interval=config.ping_interval_seconds,
+                    ping_timeout=config.ping_interval_seconds,
+                    close_timeout=0.5,
                 ),
                 config.connect_timeout_seconds,
             )

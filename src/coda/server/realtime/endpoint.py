@@ -14,19 +14,18 @@ from __future__ import annotations
 import json
 import logging
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
 from coda.core.models import new_id
 from coda.server import errors, logs
-from coda.server.admission import admit, counted, reported
+from coda.server.admission import admit, conversation_of, counted, reported
 from coda.server.frames import Closed
+from coda.server.link import Link
 from coda.server.realtime.session import RealtimeSession
 from coda.server.realtime.settings import RealtimeError
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-MAX_EVENT_BYTES = 1 << 20
-"""Largest client event (about 20 s of 24 kHz PCM16 in base64)."""
 
 
 @router.websocket("/v1/realtime")
@@ -45,16 +44,20 @@ async def realtime(socket: WebSocket) -> None:
     session: RealtimeSession | None = None
     try:
         async with reported(socket, conversation_id), counted(socket, admitted, conversation_id):
-            if await voice.get_conversation_state(conversation_id) is None:
-                await voice.start_conversation(conversation_id)
+            await conversation_of(socket, admitted, conversation_id)
+            link = Link(
+                socket, socket.app.state.settings, socket.app.state.settings.max_event_bytes
+            )
             session = RealtimeSession(
-                voice.engine, conversation_id, admitted.speaker, socket.send_text, beta,
-                socket.app.state.metrics,
+                voice.engine, conversation_id, admitted.speaker, link.send, beta,
+                socket.app.state.metrics, link.pace,
             )  # fmt: skip
             await session.start()
             log.info("realtime session %s opened", session.id)
             while True:
-                text = await _receive(socket)
+                text = await link.receive()
+                if isinstance(text, bytes):
+                    raise Closed(errors.BAD_DATA, "Realtime events are JSON text messages")
                 try:
                     event = json.loads(text)
                 except ValueError:
@@ -64,21 +67,3 @@ async def realtime(socket: WebSocket) -> None:
     finally:
         if session is not None:
             await session.close()
-
-
-async def _receive(socket: WebSocket) -> str:
-    """The next client event's text.
-
-    Raises:
-        Closed: For a binary message, or one over ``MAX_EVENT_BYTES``.
-        WebSocketDisconnect: When the client has gone.
-    """
-    message = await socket.receive()
-    if message["type"] == "websocket.disconnect":
-        raise WebSocketDisconnect(message.get("code", 1000))
-    text = message.get("text")
-    if text is None:
-        raise Closed(errors.BAD_DATA, "Realtime events are JSON text messages")
-    if len(text) > MAX_EVENT_BYTES:
-        raise Closed(errors.TOO_BIG, f"an event is at most {MAX_EVENT_BYTES} bytes")
-    return str(text)

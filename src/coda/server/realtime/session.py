@@ -25,6 +25,7 @@ import numpy as np
 from coda.audio.frames import to_float
 from coda.core.errors import VoiceProcessingError
 from coda.core.models import VoiceMessage, new_id
+from coda.server.link import AudioPace
 from coda.server.metrics import Metrics
 from coda.server.realtime import items
 from coda.server.realtime.inputs import Pending, message_content, pcm_of, tool_result
@@ -60,6 +61,7 @@ class RealtimeSession:
         write: Sends one JSON text message to the client.
         beta: Name the events as the beta API did.
         metrics: Where the server counts turns and their stage latencies.
+        pace: How fast the client may send audio (None: as fast as it likes).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class RealtimeSession:
         write: Callable[[str], Awaitable[None]],
         beta: bool = False,
         metrics: Metrics | None = None,
+        pace: AudioPace | None = None,
     ) -> None:
         self.engine = engine
         self.conversation_id = conversation_id
@@ -77,6 +80,7 @@ class RealtimeSession:
         self.write = write
         self.beta = beta
         self.metrics = metrics
+        self.pace = pace
         self.id = new_id("sess")
         self.settings = SessionSettings()
         self.items = Items()
@@ -240,6 +244,8 @@ class RealtimeSession:
 
     async def _input_audio_buffer_append(self, event: dict[str, Any]) -> None:
         pcm = pcm_of(event.get("audio"), "audio")
+        if self.pace is not None:
+            await self.pace.take(len(pcm) / 2 / RATE)
         if self.vad is not None:
             samples = to_float(np.frombuffer(pcm, "<i2"))
             for start in range(0, len(samples), FRAME):

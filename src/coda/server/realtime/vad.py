@@ -21,6 +21,7 @@ from coda.server.realtime import items
 from coda.server.realtime.items import Item, Items
 from coda.server.realtime.output import ResponseStream
 from coda.streaming.duplex import DuplexSession
+from coda.streaming.playout import Playout
 from coda.turn.events import (
     FunctionCallRequested,
     Interrupted,
@@ -33,8 +34,6 @@ from coda.turn.events import (
     TurnFailed,
     TurnOutcome,
 )
-
-PLAYOUT_STEP_SECONDS = 0.02
 
 
 class Host(Protocol):
@@ -62,39 +61,6 @@ class Host(Protocol):
         """A client tool call, and the words it answers."""
 
 
-class Playout:
-    """Coda's audio, taken as played at real-time pace from when it was sent."""
-
-    def __init__(self, session: DuplexSession, rate: int) -> None:
-        self.session = session
-        self.rate = rate
-        self._queued = SampleQueue()
-        self._task: asyncio.Task[None] | None = None
-
-    def push(self, samples: np.ndarray) -> None:
-        """Audio just sent to the client."""
-        self._queued.push(samples)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._play())
-
-    async def _play(self) -> None:
-        step = int(self.rate * PLAYOUT_STEP_SECONDS)
-        while len(self._queued):
-            self.session.played(self._queued.take(step))
-            await asyncio.sleep(PLAYOUT_STEP_SECONDS)
-
-    def clear(self) -> None:
-        """The client stops playing (an interruption)."""
-        self._queued.clear()
-
-    async def close(self) -> None:
-        """Stop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-
 class VadBridge:
     """A live session and the Realtime events of what happens in it.
 
@@ -107,7 +73,7 @@ class VadBridge:
     def __init__(self, session: DuplexSession, host: Host, rate: int) -> None:
         self.session = session
         self.host = host
-        self.playout = Playout(session, rate)
+        self.playout = Playout(session, rate, SampleQueue())
         self.response: ResponseStream | None = None
         self._user: Item | None = None
         self._cancelled = False  # by the client (response.cancel), not by speech
@@ -169,13 +135,13 @@ class VadBridge:
 
     async def _transcribed(self, user: Item, text: str) -> None:
         user.body["content"][0]["transcript"] = text
+        if not self.session.answers:  # create_response off: held before the client hears
+            self.host.hold(user.id, text)  # of it, so its response.create finds them
         await self.host.emit(
             {"type": "conversation.item.input_audio_transcription.completed", "item_id": user.id,
              "content_index": 0, "transcript": text}
         )  # fmt: skip
         await self.host.emit({"type": "conversation.item.done", "item": user.body})
-        if not self.session.answers:  # create_response off: the client asks for it
-            self.host.hold(user.id, text)
 
     async def _reply(self, event: TurnEvent) -> None:
         if self.response is None:

@@ -34,18 +34,19 @@ class PostgresConversationStore(PostgresStore):
             url, lambda: ConversationError("the conversation store is closed: call initialize()")
         )
 
-    async def create(self, conversation_id: str) -> ConversationState:
-        """Record a new conversation.
+    async def create(self, conversation_id: str, owner: str | None = None) -> ConversationState:
+        """Record a new conversation of ``owner``.
 
         Raises:
             ConversationError: If the id is already used.
         """
-        state = ConversationState(conversation_id)
+        state = ConversationState(conversation_id, owner=owner)
         async with self.database.connection() as conn:
             try:
                 await conn.execute(
-                    "INSERT INTO conversations (id, started_at, last_activity) VALUES (%s, %s, %s)",
-                    (conversation_id, state.started_at, state.last_activity),
+                    "INSERT INTO conversations (id, started_at, last_activity, owner) "
+                    "VALUES (%s, %s, %s, %s)",
+                    (conversation_id, state.started_at, state.last_activity, owner),
                 )
             except psycopg.errors.UniqueViolation as exc:
                 raise ConversationError(
@@ -57,8 +58,8 @@ class PostgresConversationStore(PostgresStore):
         """The conversation with its latest ``max_turns`` turns, or None if unknown."""
         async with self.database.connection() as conn, conn.transaction():
             cursor = await conn.execute(
-                "SELECT started_at, last_activity, ended_at, current_mode, metrics, summary "
-                "FROM conversations WHERE id = %s",
+                "SELECT started_at, last_activity, ended_at, current_mode, metrics, summary, "
+                "owner FROM conversations WHERE id = %s",
                 (conversation_id,),
             )
             row = await cursor.fetchone()
@@ -70,7 +71,7 @@ class PostgresConversationStore(PostgresStore):
                 (conversation_id, max_turns),
             )
             rows = await cursor.fetchall()
-        started_at, last_activity, ended_at, mode, metrics, summary = row
+        started_at, last_activity, ended_at, mode, metrics, summary, owner = row
         return ConversationState(
             conversation_id=conversation_id,
             is_active=ended_at is None,
@@ -84,6 +85,7 @@ class PostgresConversationStore(PostgresStore):
             ended_at=ended_at,
             metrics=dict(metrics),
             summary=summary,
+            owner=owner,
         )
 
     async def add_turn(
