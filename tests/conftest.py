@@ -274,6 +274,8 @@ def launch(
         "rate_limit_per_minute": str(rate_limit),
         "max_upload_bytes": str(MAX_UPLOAD),
         "max_frame_bytes": "8192",
+        # 20 sockets at once in test_server (the default follows this machine's cores)
+        "max_sessions": "24",
         "llm": '"llamacpp"',
         "store": f'"{store or folder / "server.sqlite3"}"',
     }

@@ -334,7 +334,7 @@ def test_clients_hear_what_went_wrong_without_internals() -> None:
     assert client_message(ValidationError("the audio is silent")) == "the audio is silent"
     assert client_message(ConversationError("conversation 'x' has ended")).endswith("ended")
     hidden = client_message(LLMIntegrationError("http://10.0.0.7:11434 refused: secret"))
-    assert "10.0.0.7" not in hidden and hidden.startswith("LLMIntegrationError")
+    assert hidden == "the voice engine could not answer"  # the kind goes in `error`
     assert client_message(RuntimeError("/etc/coda/key")) == "internal error"
 
 

@@ -30,6 +30,14 @@ RAW_FORMATS = {
     "pcm_f32le": "FLOAT",
 }
 """Raw PCM formats a caller can declare in ``VoiceMessage.format`` (little-endian)."""
+_RAW_BYTES = {
+    "pcm_u8": 1,
+    "pcm_s8": 1,
+    "pcm_s16le": 2,
+    "pcm_s24le": 3,
+    "pcm_s32le": 4,
+    "pcm_f32le": 4,
+}
 _BLOCK_SECONDS = 1.0
 
 
@@ -130,6 +138,13 @@ def probe_audio(
             f"audio is {len(data)} bytes; the maximum is {policy.max_input_bytes} "
             "(AudioConfig.max_input_bytes)"
         )
+    if raw is not None:
+        frame = _RAW_BYTES.get(raw.format, 1) * max(1, raw.channels)
+        if len(data) % frame:
+            raise ValidationError(
+                f"raw {raw.format} audio is truncated: {len(data)} bytes is not a whole "
+                f"number of {frame}-byte frames"
+            )
     if raw is None and data[:4] == b"RIFF" and len(data) < 44:
         raise ValidationError(f"WAV header is truncated: {len(data)} bytes, a header needs 44")
     try:

@@ -147,6 +147,10 @@ class Link:
             await asyncio.wait_for(send(message), self.send_timeout)  # type: ignore[arg-type]
         except TimeoutError:
             raise Closed(errors.POLICY, "the client is not reading") from None
+        except RuntimeError:
+            # uvicorn answers a client's close frame by itself; sending after that
+            # raises RuntimeError instead of reporting the disconnect.
+            raise WebSocketDisconnect(1006) from None
 
     async def send_json(self, message: dict[str, Any]) -> None:
         """Send a JSON message (see ``send``)."""
