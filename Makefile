@@ -74,14 +74,17 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests examples
 	$(BIN)/mypy
 
-# The tests start throwaway PostgreSQL clusters from Debian's server binaries, and
-# trace the server's system calls with strace (`make run` needs neither): installed
-# here when missing.
+# The tests start throwaway PostgreSQL clusters from Debian's server binaries, trace
+# the server's system calls with strace, and run `coda talk` on a private PulseAudio
+# server's virtual devices (`make run` needs none of them): installed here when missing.
 test-tools:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
 		|| missing="$$missing postgresql"; \
 	command -v strace >/dev/null || missing="$$missing strace"; \
+	command -v pulseaudio >/dev/null && command -v parec >/dev/null \
+		&& ls /usr/lib/*/libportaudio.so.2 /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so >/dev/null 2>&1 \
+		|| missing="$$missing pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins"; \
 	if [ -n "$$missing" ]; then \
 		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \

@@ -23,6 +23,7 @@ from tests.conftest import (
     KEY,
     LIMITED_KEY,
     MAX_UPLOAD,
+    OTHER_KEY,
     RATE_LIMIT,
     Say,
     Server,
@@ -313,3 +314,17 @@ def test_the_rate_limiter_refills_on_its_clock() -> None:
     clock[0] += 1.0  # one token a second comes back
     assert limiter.allow("key") and not limiter.allow("key")
     assert limiter.allow("another key")  # buckets are per key
+
+
+def test_a_key_lists_its_own_conversations(server: Server) -> None:
+    made = httpx.post(f"{server.url}/v1/conversations", headers=server.headers(), json={})
+    cid = made.json()["conversation_id"]
+    mine = httpx.get(f"{server.url}/v1/conversations", headers=server.headers())
+    assert mine.status_code == 200
+    listed = {c["conversation_id"]: c for c in mine.json()["conversations"]}
+    assert listed[cid]["turns"] == 0 and listed[cid]["active"] is True
+    theirs = httpx.get(f"{server.url}/v1/conversations", headers=server.headers(OTHER_KEY))
+    assert cid not in {c["conversation_id"] for c in theirs.json()["conversations"]}
+    assert httpx.get(f"{server.url}/v1/conversations").status_code == 401
+    refused = httpx.get(f"{server.url}/v1/conversations?limit=0", headers=server.headers())
+    assert refused.status_code == 422

@@ -100,3 +100,28 @@ def test_store_settings_name_a_file_or_postgresql() -> None:
             VoiceConfig(store_path=wrong).validate()
     with pytest.raises(ConfigurationError, match="needs a path"):
         parse_store("sqlite://", default)
+
+
+async def test_a_key_lists_only_its_own_conversations_latest_first(where: str) -> None:
+    store = store_at(where)
+    await store.open()
+    try:
+        later = 2_000_000_000.0  # after every create() below, so it decides the order
+        for cid, owner, said in (("a1", "alice", "first words of a1"), ("b1", "bob", "hi"),
+                                 ("a2", "alice", "x" * 300), ("a3", "alice", None)):  # fmt: skip
+            state = await store.create(cid, owner)
+            if said is not None:
+                later += 10
+                mode = VoiceProcessingMode.LLM_ENHANCED
+                await store.add_turn(state, ConversationTurn(said, "ok", mode, later), {})
+                await store.add_turn(state, ConversationTurn("more", "ok", mode, later + 1), {})
+        listed = await store.list_owned("alice", 10)
+        assert [c.conversation_id for c in listed] == ["a2", "a1", "a3"]
+        assert [c.turns for c in listed] == [2, 2, 0]
+        assert listed[1].first_words == "first words of a1" and listed[2].first_words == ""
+        assert len(listed[0].first_words) == 80 and all(c.active for c in listed)
+        assert [c.conversation_id for c in await store.list_owned("alice", 1)] == ["a2"]
+        assert [c.conversation_id for c in await store.list_owned("bob", 10)] == ["b1"]
+        assert await store.list_owned("nobody", 10) == []
+    finally:
+        await store.close()

@@ -1,4 +1,4 @@
-"""The ``coda`` command line: setup, chat, serve, wyoming, bench, eval and store."""
+"""The ``coda`` command line: setup, chat, talk, serve, wyoming, bench, eval and store."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from tqdm import tqdm
 
 from coda.bench.command import add_bench_parser
 from coda.server.settings import ServerSettings
+from coda.talk.command import add_talk_parser, run_talk
+from coda.talk.console import tool_said
 from coda.voice import (
     VoiceConfig,
     VoiceManager,
@@ -149,9 +151,7 @@ async def _chat(args: argparse.Namespace) -> int:
             for memory in response.metadata.get("memories", []):
                 print(f"  memory: {memory['text']}")
             for call in response.metadata.get("tool_results", []):
-                said = call["result"] if call["success"] else f"failed: {call['error']}"
-                if isinstance(said, dict):
-                    said = said.get("result", said.get("text", said))
+                said = tool_said(call["success"], call["result"], call["error"])
                 print(f"  tool: {call['tool_name']} → {said}")
             answered_by = response.processing_mode.value if response.processing_mode else "?"
             print(f"  coda: {response.text_content}  [{answered_by}]")
@@ -163,6 +163,10 @@ async def _chat(args: argparse.Namespace) -> int:
     finally:
         await manager.cleanup()
     return 1 if failures else 0
+
+
+async def _talk(args: argparse.Namespace) -> int:
+    return await run_talk(args, _loaded)
 
 
 async def _setup(args: argparse.Namespace) -> int:
@@ -307,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="who is speaking: memories and personality are theirs (default: your login)",
     )
 
+    add_talk_parser(commands, _local_user())
     commands.add_parser("setup", help="assemble and verify the embedded models")
 
     serve = commands.add_parser("serve", help="the REST + websocket server and browser client")
@@ -352,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``coda`` command."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"chat": _chat, "setup": _setup, "bench": _bench, "serve": _serve,
+    handlers = {"chat": _chat, "talk": _talk, "setup": _setup, "bench": _bench, "serve": _serve,
                 "eval": _eval, "store": _store, "wyoming": _wyoming}  # fmt: skip
     handler = handlers[args.command]
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -139,6 +140,15 @@ async def create_conversation(
     cid = body.conversation_id or new_id("conv")
     state = await voice.start_conversation(cid, owner=identity)
     return {"conversation_id": state.conversation_id}
+
+
+@router.get("/v1/conversations", tags=["conversations"])
+async def list_conversations(
+    request: Request, identity: Identity, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> dict[str, Any]:
+    """The caller's conversations, most recently active first, to choose one to reopen."""
+    store = _voice(request).engine.conversations.store
+    return {"conversations": [asdict(c) for c in await store.list_owned(identity, limit)]}
 
 
 @router.delete("/v1/conversations/{conversation_id}", status_code=204, tags=["conversations"])

@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from coda.core.models import ConversationState, ConversationTurn
+
+FIRST_WORDS_CHARS = 80
+"""How much of a conversation's first words its summary in a list keeps."""
+
+
+@dataclass(frozen=True)
+class ConversationListing:
+    """One conversation in a list of them: enough to choose one to reopen.
+
+    Attributes:
+        conversation_id: Its id.
+        started_at: When it started (Unix seconds).
+        last_activity: When it last had a turn (Unix seconds).
+        active: False once it was ended.
+        turns: How many turns it has.
+        first_words: The start of its first user turn ("" before any).
+    """
+
+    conversation_id: str
+    started_at: float
+    last_activity: float
+    active: bool
+    turns: int
+    first_words: str
 
 
 class ConversationStore(Protocol):
@@ -54,6 +79,10 @@ class ConversationStore(Protocol):
 
     async def count_turns(self, conversation_id: str) -> int:
         """How many turns the conversation has in total."""
+        ...
+
+    async def list_owned(self, owner: str, limit: int) -> list[ConversationListing]:
+        """``owner``'s latest ``limit`` conversations, most recently active first."""
         ...
 
     async def check(self) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from coda.core.errors import ConversationError
 from coda.core.models import ConversationState, ConversationTurn, VoiceProcessingMode
+from coda.store.base import FIRST_WORDS_CHARS, ConversationListing
 from coda.store.database import SQLiteDatabase
 
 _SCHEMA = """
@@ -66,6 +67,10 @@ class SQLiteConversationStore:
                 )
             if "owner" not in columns:  # a store from before tenants
                 self._conn.execute("ALTER TABLE conversations ADD COLUMN owner TEXT")
+            self._conn.execute(
+                "CREATE INDEX IF NOT EXISTS conversations_by_owner "
+                "ON conversations(owner, last_activity)"
+            )
 
         await self._database.run(migrate)
 
@@ -218,6 +223,24 @@ class SQLiteConversationStore:
             return int(row[0])
 
         return await self._database.run(count)
+
+    async def list_owned(self, owner: str, limit: int) -> list[ConversationListing]:
+        """``owner``'s latest ``limit`` conversations, most recently active first."""
+        return await self._database.run(self._list_owned, owner, limit)
+
+    def _list_owned(self, owner: str, limit: int) -> list[ConversationListing]:
+        rows = self._conn.execute(
+            "SELECT c.id, c.started_at, c.last_activity, c.ended_at IS NULL, "
+            "(SELECT COUNT(*) FROM turns t WHERE t.conversation_id = c.id), "
+            "(SELECT substr(user_text, 1, ?) FROM turns t WHERE t.conversation_id = c.id "
+            "ORDER BY seq LIMIT 1) "
+            "FROM conversations c WHERE c.owner = ? ORDER BY c.last_activity DESC LIMIT ?",
+            (FIRST_WORDS_CHARS, owner, limit),
+        ).fetchall()
+        return [
+            ConversationListing(cid, started, last, bool(active), turns, first or "")
+            for cid, started, last, active, turns, first in rows
+        ]
 
     async def check(self) -> list[str]:
         """Conversations whose turn count, or last activity, disagrees with their turns."""

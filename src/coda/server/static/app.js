@@ -1,78 +1,99 @@
-// Coda Voice browser client: plain ES module, no dependencies. Talks only to the
-// page's own origin: POST /v1/conversations, then one WebSocket per conversation.
+// Coda Voice browser client: plain ES modules, no dependencies, no build step. Talks
+// only to the page's own origin: the REST API, then one WebSocket per conversation.
+
+import { ApiError, createConversation, history, listConversations, serverGone } from './api.js';
+import { Chat } from './chat.js';
+import { Playback } from './playback.js';
 
 const INPUT_RATE = 16000;            // rate of the PCM we send (the worklet downsamples to it)
 const FRAME_SAMPLES = 320;           // 20 ms at 16 kHz per binary message
 const MAX_BUFFERED = INPUT_RATE * 2; // bytes of PCM16 ≈ 1 s: above this, mic frames are dropped
 const DEFAULT_OUTPUT_RATE = 24000;   // guess until `ready` tells us output_rate
 const REPORT_MS = 50;                // how often played-sample progress is checked and reported
-const START_LEAD = 0.03;             // s of headroom when (re)starting an empty playback queue
 const KEY_STORE = 'coda.apiKey';
 const USER_STORE = 'coda.user';
+const CONVERSATION_STORE = 'coda.conversation';
+const MODE_STORE = 'coda.mode';
 const USER_PATTERN = /^[A-Za-z0-9_.@:-]{1,64}$/; // the server's `user=` rule
-const MAX_RESULT_CHARS = 200;        // a tool result longer than this is shown cut short
+const STATES = { idle: 'idle', connecting: 'connecting…', listening: 'listening', hearing: 'hearing you',
+  thinking: 'thinking', speaking: 'speaking', error: 'stopped' };
 const CLOSE_REASONS = {
   1000: 'normal closure', 1001: 'going away', 1003: 'unsupported data',
-  1006: 'connection lost or refused', 1008: 'policy violation (API key or limits)',
-  1009: 'message too big', 1011: 'server error', 1013: 'try again later',
+  1008: 'refused (API key or limits)', 1009: 'message too big', 1011: 'server error', 1013: 'server busy: try again later',
 };
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  form: $('controls'), key: $('api-key'), user: $('user'), start: $('start'), stop: $('stop'),
-  restart: $('new-conversation'), status: $('status'), error: $('error'),
-  transcript: $('transcript'), history: $('history'), reply: $('reply'),
-  memories: $('memories'), memoriesNone: $('memories-none'), tools: $('tools'), toolsNone: $('tools-none'),
-  conversation: $('conversation'), mode: $('mode'), latency: $('latency'),
-  breakdown: $('latency-breakdown'), played: $('played'),
+  form: $('controls'), key: $('api-key'), user: $('user'), mode: $('mode'), start: $('start'), stop: $('stop'),
+  hold: $('hold'), holdHelp: $('hold-help'), restart: $('new-conversation'), status: $('status'), level: $('level'),
+  error: $('error'), conversation: $('conversation'), conversations: $('conversations'),
+  conversationsNone: $('conversations-none'),
 };
+const chat = new Chat($('chat'), $('chat-none'));
 
 // Read by the browser test; mutated in place so the reference stays valid.
-// memories: memory items received in all; tools: tool messages received;
-// receivedSamples: reply samples received (playedSamples catches up as they are heard).
 const stats = {
   turns: 0, playedSamples: 0, receivedSamples: 0, audioChunks: 0, interrupted: 0, droppedFrames: 0,
-  memories: 0, tools: 0, conversations: 0,
+  memories: 0, tools: 0, conversations: 0, waterfalls: 0, peakLevel: 0, states: [],
 };
 window.codaStats = stats;
 
-let session = null; // everything owned by the running conversation (see start())
+let session = null;        // everything owned by the running conversation (see start())
+let conversationId = null; // the conversation shown, continued by the next Start
 let state = 'idle';
+let talking = false;       // push to talk: the talk control is held
+
+const store = {
+  get(name) { try { return localStorage.getItem(name); } catch { return null; } },
+  set(name, value) {
+    try { if (value) localStorage.setItem(name, value); else localStorage.removeItem(name); } catch { /* off */ }
+  },
+};
 
 function setState(next) {
   state = next;
+  if (!stats.states.includes(next)) stats.states.push(next);
   document.body.dataset.state = next;
-  ui.status.textContent = next;
+  ui.status.textContent = STATES[next] || next;
 }
 
 function showError(message) { ui.error.textContent = message; }
 
-// Toggle the buttons; keep keyboard focus on an enabled control.
+const pushToTalk = () => ui.form.elements.talk.value === 'push';
+
 function setRunning(running) {
   const focused = document.activeElement;
   ui.start.disabled = running;
   ui.stop.disabled = !running;
-  ui.restart.disabled = !running;
-  ui.key.readOnly = running;
-  ui.user.readOnly = running;
-  if ([ui.start, ui.stop, ui.restart].includes(focused) && focused.disabled) {
-    (running ? ui.stop : ui.start).focus();
-  }
+  for (const el of [ui.key, ui.user]) el.readOnly = running;
+  ui.mode.disabled = running;
+  for (const radio of ui.form.elements.talk) radio.disabled = running;
+  ui.hold.hidden = ui.holdHelp.hidden = !(running && pushToTalk());
+  if ([ui.start, ui.stop].includes(focused) && focused.disabled) (running ? ui.stop : ui.start).focus();
 }
 
 function micErrorMessage(err) {
   const name = err && err.name;
   if (name === 'NotAllowedError' || name === 'SecurityError') {
-    return 'Microphone access was denied. Allow the microphone for this site and press Start again.';
+    return 'Microphone access was denied. Allow the microphone for this site (the icon in the address bar) and press Start again.';
   }
-  if (name === 'NotFoundError' || name === 'OverconstrainedError') return 'No microphone was found.';
+  if (name === 'NotFoundError' || name === 'OverconstrainedError') return 'No microphone was found: plug one in and press Start again.';
   if (name === 'NotReadableError') return 'The microphone is busy or unavailable (used by another app?).';
   return `Could not open the microphone: ${(err && err.message) || err}`;
 }
 
 function newAudioContext(options) {
-  try { return new AudioContext({ latencyHint: 'interactive', ...options }); }
-  catch { return new AudioContext({ latencyHint: 'interactive' }); } // sampleRate unsupported
+  try { return new AudioContext({ latencyHint: 'interactive', ...options }); } catch { return new AudioContext({ latencyHint: 'interactive' }); }
+}
+
+function showConversation(id) {
+  conversationId = id;
+  store.set(CONVERSATION_STORE, id);
+  ui.conversation.textContent = id ? `(${id})` : '';
+  for (const li of ui.conversations.children) {
+    const button = li.firstElementChild;
+    if (button.dataset.id === id) button.setAttribute('aria-current', 'true'); else button.removeAttribute('aria-current');
+  }
 }
 
 async function start() {
@@ -88,41 +109,39 @@ async function start() {
   showError('');
   setState('connecting');
   setRunning(true);
-  // Both contexts are created and resumed synchronously inside the click so that
-  // autoplay policies count them as user-initiated. Capture uses the browser's
-  // preferred rate; playback runs at the reply's rate so chunks need no per-buffer
-  // resampling (the context resamples the whole stream once, on its way out).
+  store.set(KEY_STORE, key);
+  store.set(USER_STORE, user);
+  store.set(MODE_STORE, ui.mode.value);
+  // Both contexts are created and resumed inside the click, so autoplay policies
+  // count them as user-initiated. Playback runs at the reply's rate, so chunks need
+  // no per-buffer resampling.
   const s = session = {
-    key, user, capCtx: newAudioContext({}), outCtx: newAudioContext({ sampleRate: DEFAULT_OUTPUT_RATE }),
-    outRate: DEFAULT_OUTPUT_RATE, queue: [], nextTime: 0, ready: false, pendingAudio: null,
-    replyDone: false, closing: false,
+    key, user, mode: ui.mode.value, capCtx: newAudioContext({}),
+    outCtx: newAudioContext({ sampleRate: DEFAULT_OUTPUT_RATE }), ready: false, pendingAudio: null,
+    closing: false, level: 0, endpointing: null, endedAt: null, heardAt: null,
   };
+  s.playback = new Playback(s.outCtx, DEFAULT_OUTPUT_RATE);
   s.capCtx.resume().catch(() => {});
   s.outCtx.resume().catch(() => {});
   try {
-    const res = await fetch('/v1/conversations', {
-      method: 'POST', headers: { 'Content-Type': 'application/json', 'X-API-Key': key }, body: '{}',
-    });
-    if (!res.ok) {
-      const body = (await res.text().catch(() => '')).slice(0, 200);
-      throw new Error(`Could not create a conversation: HTTP ${res.status}${body ? ` — ${body}` : ''}`);
-    }
-    const { conversation_id: id } = await res.json();
-    try {
-      localStorage.setItem(KEY_STORE, key);
-      if (user) localStorage.setItem(USER_STORE, user); else localStorage.removeItem(USER_STORE);
-    } catch { /* storage disabled: fine */ }
-    if (s.closing) return;
-    newConversationShown(id);
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       throw new Error('This page needs HTTPS (or localhost) to use the microphone.');
     }
+    // The microphone first: a refused permission must not leave an empty conversation.
     try {
       s.stream = await navigator.mediaDevices.getUserMedia({
         audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
       });
     } catch (err) { throw new Error(micErrorMessage(err)); }
-    if (s.closing) { release(s); return; } // Stop was pressed meanwhile: drop the new stream
+    if (s.closing) { release(s); return; } // Stop was pressed meanwhile
+    if (!conversationId) {
+      const made = await createConversation(key);
+      stats.conversations++;
+      chat.clear();
+      showConversation(made.conversation_id);
+      refreshConversations(key);
+    }
+    if (s.closing) return;
     await s.capCtx.audioWorklet.addModule('/static/capture-worklet.js');
     if (s.closing) return;
     s.source = s.capCtx.createMediaStreamSource(s.stream);
@@ -132,14 +151,14 @@ async function start() {
       processorOptions: { targetRate: INPUT_RATE, frameSamples: FRAME_SAMPLES },
     });
     // The worklet's output is silent; routing it to the destination through a muted
-    // gain only makes sure the graph pulls it (some browsers skip unconnected nodes).
+    // gain makes sure the graph pulls it (some browsers skip unconnected nodes).
     s.sink = s.capCtx.createGain();
     s.sink.gain.value = 0;
     s.source.connect(s.node).connect(s.sink).connect(s.capCtx.destination);
     s.node.port.onmessage = (e) => sendFrame(s, e.data);
     const track = s.stream.getAudioTracks()[0];
     if (track) track.onended = () => fail(s, 'The microphone stopped (device removed or access revoked).');
-    openSocket(s, id);
+    openSocket(s, conversationId);
   } catch (err) {
     if (!s.closing) fail(s, (err && err.message) || String(err));
   }
@@ -147,10 +166,11 @@ async function start() {
 
 function openSocket(s, id) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const url = `${scheme}//${location.host}/v1/conversations/${encodeURIComponent(id)}/stream`
-    + `?rate=${INPUT_RATE}&api_key=${encodeURIComponent(s.key)}`
-    + (s.user ? `&user=${encodeURIComponent(s.user)}` : '');
-  const ws = s.ws = new WebSocket(url);
+  // A browser cannot set headers on a WebSocket: the key goes in the query here only.
+  const query = new URLSearchParams({ rate: String(INPUT_RATE), api_key: s.key });
+  if (s.user) query.set('user', s.user);
+  if (s.mode) query.set('mode', s.mode);
+  const ws = s.ws = new WebSocket(`${scheme}//${location.host}/v1/conversations/${encodeURIComponent(id)}/stream?${query}`);
   ws.binaryType = 'arraybuffer';
   ws.onmessage = (e) => {
     if (s.closing) return;
@@ -160,14 +180,21 @@ function openSocket(s, id) {
   ws.onerror = () => { /* the close event that always follows carries the details */ };
 }
 
-// One 20 ms PCM16 frame from the worklet. Sent only once the server said `ready`;
-// if the socket is backed up by more than ~1 s we drop frames rather than buffer
-// without bound (late audio is useless to a live conversation).
+// One 20 ms PCM16 frame from the worklet: shown on the level meter, and sent once
+// the server said `ready`. Push to talk sends silence while the control is up, so
+// the server's clock runs on; a backed-up socket drops frames (late audio is useless).
 function sendFrame(s, buf) {
+  const pcm = new Int16Array(buf);
+  let sum = 0;
+  for (let i = 0; i < pcm.length; i++) sum += pcm[i] * pcm[i];
+  const rms = Math.sqrt(sum / Math.max(1, pcm.length)) / 32768;
+  s.level = Math.max(Math.min(1, rms * 4), s.level * 0.85); // fast attack, slow release
+  ui.level.value = s.level;
+  stats.peakLevel = Math.max(stats.peakLevel, s.level);
   const ws = s.ws;
   if (!s.ready || !ws || ws.readyState !== WebSocket.OPEN) return;
   if (ws.bufferedAmount > MAX_BUFFERED) { stats.droppedFrames++; return; }
-  ws.send(buf);
+  ws.send(pushToTalk() && !talking ? new ArrayBuffer(buf.byteLength) : buf);
 }
 
 function sendJson(s, obj) {
@@ -180,249 +207,96 @@ function onEvent(s, text) {
   switch (msg.type) {
     case 'ready':
       s.ready = true;
-      if (msg.output_rate > 0) s.outRate = msg.output_rate;
+      if (msg.output_rate > 0) s.playback.rate = msg.output_rate;
       clearInterval(s.timer); // a repeated `ready` must not start a second reporter
       s.timer = setInterval(() => reportPlayed(s), REPORT_MS);
       setState('listening');
       break;
     case 'speech_started':
-      if (!s.queue.length) setState('hearing');
+      if (!s.playback.playing) setState('hearing');
       break;
     case 'speech_ended':
-      if (!s.queue.length) setState('thinking');
+      s.endpointing = msg.endpointing_ms;
+      s.endedAt = performance.now();
+      s.heardAt = null;
+      if (!s.playback.playing) setState('thinking');
       break;
     case 'transcript':
-      // A turn's words come first; its memory and tool messages follow.
-      clearTurnContext();
-      if (msg.text) appendItem(ui.transcript, msg.text);
+      if (msg.text) chat.user(msg.text);
       break;
     case 'memory':
-      showMemories(msg.memories);
+      stats.memories += chat.reply().memories(msg.memories);
       break;
     case 'tool':
-      showTool(msg);
+      stats.tools++;
+      chat.reply().tool(msg);
       break;
     case 'text':
-      startReplyIfNew(s);
-      ui.reply.append(msg.delta || '');
+      chat.reply().append(msg.delta || '');
       break;
     case 'audio':
       s.pendingAudio = msg; // its PCM is the next binary message
       break;
     case 'interrupted':
-      stopPlayback(s);
+      s.playback.stop();
+      s.pendingAudio = null;
       stats.interrupted++;
-      markCut(msg.spoken);
-      s.replyDone = true; // the cut reply is over: the next turn's text starts a new one
+      if (chat.current) chat.current.cut(msg.spoken);
       setState('hearing');
       break;
     case 'turn':
       onTurn(s, msg);
       break;
+    case 'stored':
+      refreshConversations(s.key); // the list's turn counts include it now
+      break;
     case 'error':
-      showError(`Server error${msg.code ? ` (${msg.code})` : ''}: ${msg.message || 'unknown'}`);
+      showError(`Coda could not answer: ${msg.message || 'unknown error'}${msg.code ? ` (${msg.code})` : ''}`);
+      if (!s.playback.playing) setState('listening');
       break;
     default:
       break; // unknown types are ignored, for forward compatibility
   }
 }
 
-function appendItem(list, text) {
-  const li = document.createElement('li');
-  li.textContent = text;
-  list.append(li);
-  return li;
-}
-
-// #reply holds the current turn only: the first delta after a finished turn moves
-// the previous reply up into #history.
-function startReplyIfNew(s) {
-  if (!s.replyDone) return;
-  s.replyDone = false;
-  if (ui.reply.textContent) {
-    const li = appendItem(ui.history, '');
-    li.append(...ui.reply.childNodes);
-  }
-  ui.reply.replaceChildren();
-}
-
-// `spoken` is the part of the reply that was played (`heard` is what the user said).
-function markCut(spoken) {
-  if (ui.reply.querySelector('.cut')) return;
-  const mark = document.createElement('span');
-  mark.className = 'cut';
-  mark.textContent = typeof spoken === 'string' && spoken.trim()
-    ? ` [interrupted — heard up to “${spoken.trim().split(/\s+/).slice(-6).join(' ')}”]`
-    : ' [interrupted]';
-  ui.reply.append(mark);
-}
-
-// A new conversation starts with an empty page (its id is shown under "Last turn").
-function newConversationShown(id) {
-  stats.conversations++;
-  ui.conversation.textContent = id;
-  for (const el of [ui.transcript, ui.history, ui.reply, ui.breakdown]) el.replaceChildren();
-  ui.mode.textContent = '—';
-  ui.latency.textContent = '—';
-  clearTurnContext();
-}
-
-// "What Coda used": the memories and tools of the current turn only.
-function clearTurnContext() {
-  ui.memories.replaceChildren();
-  ui.tools.replaceChildren();
-  ui.memoriesNone.hidden = false;
-  ui.toolsNone.hidden = false;
-}
-
-function showMemories(memories) {
-  if (!Array.isArray(memories)) return;
-  stats.memories += memories.length;
-  for (const m of memories) {
-    const text = m && typeof m === 'object' ? m.text : m;
-    if (typeof text !== 'string' || !text) continue;
-    const li = appendItem(ui.memories, text);
-    const facts = [];
-    if (m.kind) facts.push(String(m.kind));
-    if (Number.isFinite(m.relevance)) facts.push(`relevance ${m.relevance.toFixed(2)}`);
-    if (facts.length) li.append(detail(` (${facts.join(', ')})`));
-  }
-  ui.memoriesNone.hidden = ui.memories.childElementCount > 0;
-}
-
-function showTool(msg) {
-  stats.tools++;
-  const li = document.createElement('li');
-  const name = document.createElement('strong');
-  name.textContent = typeof msg.name === 'string' && msg.name ? msg.name : 'tool';
-  li.append(name);
-  if (msg.success === false) {
-    li.classList.add('failed');
-    li.append(` failed: ${msg.error || 'unknown error'}`);
-  } else {
-    li.append(` → ${shorten(resultText(msg.result))}`);
-  }
-  const args = msg.arguments && typeof msg.arguments === 'object' ? Object.entries(msg.arguments) : [];
-  if (args.length) {
-    li.append(detail(` (${args.map(([k, v]) => `${k} = ${shorten(jsonText(v))}`).join(', ')})`));
-  }
-  ui.tools.append(li);
-  ui.toolsNone.hidden = true;
-}
-
-// A tool's result for people: its `result`, else its `text`, else the JSON.
-function resultText(result) {
-  if (result && typeof result === 'object' && !Array.isArray(result)) {
-    if ('result' in result) return jsonText(result.result);
-    if ('text' in result) return jsonText(result.text);
-  }
-  return jsonText(result);
-}
-
-function jsonText(value) {
-  if (typeof value === 'string') return value;
-  try { return JSON.stringify(value) ?? String(value); } catch { return String(value); }
-}
-
-function shorten(text) {
-  return text.length > MAX_RESULT_CHARS ? `${text.slice(0, MAX_RESULT_CHARS - 1)}…` : text;
-}
-
-function detail(text) {
-  const span = document.createElement('span');
-  span.className = 'detail';
-  span.textContent = text;
-  return span;
-}
-
 function onTurn(s, msg) {
   stats.turns++;
-  startReplyIfNew(s); // no-op unless this turn produced no text deltas
-  if (!ui.reply.textContent && msg.reply_text) ui.reply.textContent = msg.reply_text;
-  if (msg.interrupted) markCut();
-  s.replyDone = true;
-  ui.mode.textContent = msg.mode || '—';
-  const t = msg.timings_ms || {};
-  const keys = Object.keys(t).filter((k) => Number.isFinite(t[k]));
-  const fmt = (k) => `${k.replace(/_/g, ' ')} ${Math.round(t[k])} ms`;
-  const headline = ['first_audio', 'total'].filter((k) => keys.includes(k));
-  ui.latency.textContent = (headline.length ? headline : keys).map(fmt).join(' · ') || '—';
-  ui.breakdown.replaceChildren();
-  for (const k of keys) appendItem(ui.breakdown, fmt(k));
-  if (!s.queue.length) setState('listening');
+  const heard = s.heardAt !== null && s.endedAt !== null && Number.isFinite(s.endpointing)
+    ? s.endpointing + (s.heardAt - s.endedAt) : undefined;
+  const reply = chat.reply();
+  reply.finish(msg, s.endpointing, heard);
+  if (reply.li.querySelector('figure')) stats.waterfalls++;
+  s.heardAt = null;
+  if (!s.playback.playing) setState('listening');
 }
 
-// Binary message: the PCM16 LE promised by the preceding `audio` event. Queue it
-// immediately, back to back with what is already scheduled.
+// Binary message: the PCM16 LE promised by the preceding `audio` event.
 function onAudio(s, buf) {
   if (!s.pendingAudio) return; // binary without an `audio` header: ignore
   s.pendingAudio = null;
-  const n = buf.byteLength >> 1;
-  if (!n) return;
-  const ctx = s.outCtx;
-  if (ctx.state === 'suspended') ctx.resume().catch(() => {});
-  const audio = ctx.createBuffer(1, n, s.outRate); // resampled by Web Audio if rates differ
-  const ch = audio.getChannelData(0), view = new DataView(buf);
-  for (let i = 0; i < n; i++) ch[i] = view.getInt16(2 * i, true) / 32768;
-  const src = ctx.createBufferSource();
-  src.buffer = audio;
-  src.connect(ctx.destination);
-  // Gapless: each chunk starts exactly when the previous one ends on the context
-  // clock (sample-accurate). If the queue ran dry, restart slightly ahead of now,
-  // since a start time in the past would cut off the chunk's beginning.
-  if (s.nextTime < ctx.currentTime + 0.005) s.nextTime = ctx.currentTime + START_LEAD;
-  src.start(s.nextTime);
-  s.queue.push({ src, start: s.nextTime, samples: n, counted: 0 });
-  s.nextTime += n / s.outRate;
+  const heardAt = s.playback.push(buf);
+  if (s.heardAt === null) s.heardAt = heardAt; // the turn's first sample
   stats.audioChunks++;
-  stats.receivedSamples += n;
+  stats.receivedSamples += buf.byteLength >> 1;
   setState('speaking');
 }
 
-// Played-sample accounting. What the listener hears now is what the context
-// rendered `latency` seconds ago, so the playhead is currentTime minus the output
-// latency. For each scheduled chunk, played = (playhead - start) * rate, clamped to
-// [0, samples]; we report only the increase since the last report, so the values
-// sent add up exactly to the samples heard. Nothing is reported for audio that was
-// stopped by `interrupted` beyond what had already been reported.
 function reportPlayed(s) {
-  const ctx = s.outCtx;
-  if (s.closing || ctx.state === 'closed') return;
-  const latency = Math.min(0.5, (ctx.baseLatency || 0) + (ctx.outputLatency || 0));
-  const playhead = ctx.currentTime - latency;
-  let delta = 0;
-  for (const e of s.queue) {
-    if (playhead <= e.start) break; // later chunks start later still
-    // max(): a latency estimate that grows must never make the count go backwards
-    const done = Math.max(e.counted, Math.min(e.samples, Math.round((playhead - e.start) * s.outRate)));
-    delta += done - e.counted;
-    e.counted = done;
-  }
-  while (s.queue.length && s.queue[0].counted === s.queue[0].samples) s.queue.shift();
+  if (s.closing) return;
+  const delta = s.playback.takePlayed();
   if (delta > 0) {
     stats.playedSamples += delta;
-    ui.played.textContent = String(stats.playedSamples);
     sendJson(s, { type: 'played', samples: delta });
   }
-  if (!s.queue.length && state === 'speaking') setState('listening');
-}
-
-// Barge-in: silence everything scheduled, now, and forget the queue.
-function stopPlayback(s) {
-  for (const e of s.queue) {
-    try { e.src.stop(); } catch { /* never started or already stopped */ }
-    e.src.disconnect();
-  }
-  s.queue = [];
-  s.nextTime = 0;
-  s.pendingAudio = null;
+  if (!s.playback.playing && state === 'speaking') setState('listening');
 }
 
 function onClose(s, e) {
   if (s.closing) return; // we closed it ourselves
+  if (e.code === 1000) { release(s); setState('idle'); return; }
+  if (e.code === 1006) { fail(s, serverGone); return; }
   const label = CLOSE_REASONS[e.code] || 'closed';
-  const text = `Connection closed: ${e.code} ${label}${e.reason ? ` — ${e.reason}` : ''}`;
-  if (e.code === 1000) { release(s); showError(text); setState('idle'); } else fail(s, text);
+  fail(s, `The server closed the conversation: ${label}${e.reason ? ` (${e.reason})` : ''}.`);
 }
 
 function fail(s, message) {
@@ -436,12 +310,13 @@ function fail(s, message) {
 function release(s) {
   s.closing = true;
   clearInterval(s.timer);
-  stopPlayback(s);
+  s.playback.stop();
   if (s.stream) for (const t of s.stream.getTracks()) { t.onended = null; t.stop(); }
   if (s.node) { s.node.port.onmessage = null; s.node.disconnect(); }
   if (s.source) s.source.disconnect();
   for (const ctx of [s.capCtx, s.outCtx]) if (ctx.state !== 'closed') ctx.close().catch(() => {});
   if (s.ws && s.ws.readyState <= WebSocket.OPEN) s.ws.close(1000, 'client stop');
+  ui.level.value = 0;
   if (session === s) { session = null; setRunning(false); }
 }
 
@@ -453,28 +328,100 @@ function stop() {
   setState('idle');
 }
 
-// Ends the running conversation and opens a fresh one (still inside the click, so
-// the new audio contexts count as user-initiated).
-function restart() {
-  const wasFocused = document.activeElement === ui.restart;
-  stop();
-  start();
-  if (wasFocused && session) ui.restart.focus();
+// --- conversations ---------------------------------------------------------------
+
+async function refreshConversations(key) {
+  if (!key) return;
+  let listed;
+  try { listed = await listConversations(key); } catch { return; } // shown when it matters: at Start
+  ui.conversations.replaceChildren();
+  for (const c of listed.conversations) {
+    const li = document.createElement('li');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'conversation';
+    button.dataset.id = c.conversation_id;
+    const when = new Date(c.last_activity * 1000).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' });
+    const first = document.createElement('span');
+    first.className = 'first-words';
+    first.textContent = c.first_words || 'No turns yet';
+    const detail = document.createElement('span');
+    detail.className = 'detail';
+    detail.textContent = `${c.turns} turn${c.turns === 1 ? '' : 's'} · ${when}`;
+    button.append(first, detail);
+    button.addEventListener('click', () => openConversation(c.conversation_id));
+    li.append(button);
+    ui.conversations.append(li);
+  }
+  ui.conversationsNone.hidden = listed.conversations.length > 0;
+  showConversation(conversationId);
 }
 
-// --- wiring ---------------------------------------------------------------------
+// Show a stored conversation; the next Start continues it.
+async function openConversation(id, focus = true) {
+  const key = ui.key.value.trim();
+  if (session) stop();
+  showError('');
+  try {
+    const past = await history(key, id);
+    chat.restore(past.turns);
+    showConversation(id);
+    if (focus) $('chat-h').focus();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) {
+      showConversation(null);
+      chat.clear();
+    } else {
+      showError(err.message);
+    }
+  }
+}
+
+function newConversation() {
+  if (session) stop();
+  showConversation(null);
+  chat.clear();
+  showError('');
+  ui.start.focus();
+}
+
+// --- push to talk ----------------------------------------------------------------
+
+function hold(down) {
+  talking = down;
+  ui.hold.setAttribute('aria-pressed', String(down));
+  ui.hold.classList.toggle('held', down);
+}
+
+function typing(target) {
+  return target instanceof HTMLInputElement || target instanceof HTMLSelectElement || target instanceof HTMLTextAreaElement;
+}
+
+// --- wiring ----------------------------------------------------------------------
 {
-  let key = new URLSearchParams(location.search).get('key');
-  if (!key) { try { key = localStorage.getItem(KEY_STORE); } catch { key = null; } }
-  if (key) ui.key.value = key;
-  let user = new URLSearchParams(location.search).get('user');
-  if (user === null) { try { user = localStorage.getItem(USER_STORE); } catch { user = null; } }
-  if (user) ui.user.value = user;
+  const params = new URLSearchParams(location.search);
+  ui.key.value = params.get('key') || store.get(KEY_STORE) || '';
+  ui.user.value = params.get('user') ?? store.get(USER_STORE) ?? '';
+  ui.mode.value = params.get('mode') || store.get(MODE_STORE) || '';
   ui.form.addEventListener('submit', (e) => { e.preventDefault(); start(); });
   ui.stop.addEventListener('click', stop);
-  ui.restart.addEventListener('click', restart);
+  ui.restart.addEventListener('click', newConversation);
+  ui.hold.addEventListener('pointerdown', (e) => { ui.hold.setPointerCapture(e.pointerId); hold(true); });
+  for (const name of ['pointerup', 'pointercancel']) ui.hold.addEventListener(name, () => hold(false));
+  document.addEventListener('keydown', (e) => {
+    if (e.key === ' ' && session && pushToTalk() && !typing(e.target)) { e.preventDefault(); if (!e.repeat) hold(true); }
+  });
+  document.addEventListener('keyup', (e) => {
+    if (e.key === ' ' && pushToTalk() && !typing(e.target)) { e.preventDefault(); hold(false); }
+  });
+  window.addEventListener('blur', () => hold(false)); // a key released elsewhere is released
   window.addEventListener('pagehide', stop); // release the mic when leaving
   setRunning(false);
   setState('idle');
-  clearTurnContext();
+  const key = ui.key.value.trim();
+  const remembered = store.get(CONVERSATION_STORE);
+  if (key) {
+    refreshConversations(key);
+    if (remembered) openConversation(remembered, false);
+  }
 }

@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from coda.core.errors import ConversationError
 from coda.core.models import ConversationState, ConversationTurn, VoiceProcessingMode
+from coda.store.base import FIRST_WORDS_CHARS, ConversationListing
 from coda.store.postgres.database import PostgresStore, jsonable
 
 
@@ -165,6 +166,22 @@ class PostgresConversationStore(PostgresStore):
             )
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
+
+    async def list_owned(self, owner: str, limit: int) -> list[ConversationListing]:
+        """``owner``'s latest ``limit`` conversations, most recently active first."""
+        async with self.database.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT c.id, c.started_at, c.last_activity, c.ended_at IS NULL, c.turn_count, "
+                "(SELECT left(user_text, %s) FROM turns t WHERE t.conversation_id = c.id "
+                "ORDER BY turn_index LIMIT 1) "
+                "FROM conversations c WHERE c.owner = %s ORDER BY c.last_activity DESC LIMIT %s",
+                (FIRST_WORDS_CHARS, owner, limit),
+            )
+            rows = await cursor.fetchall()
+        return [
+            ConversationListing(cid, started, last, active, turns, first or "")
+            for cid, started, last, active, turns, first in rows
+        ]
 
     async def check(self) -> list[str]:
         """Conversations whose turns are not exactly 1..turn_count, or disagree with it."""
