@@ -142,7 +142,7 @@ async def test_talk_hears_answers_and_stops_when_talked_over(
         wait_speakers(speakers, busy=True, since=first_reply_end)
         pulse.say(over).wait()
         cut = running.wait_for(r"\[interrupted\]", asked)
-        running.wait_for(r"^you: .*try", cut)  # the words said over the reply are a turn
+        running.wait_for(r"(?i)^you: .*try", cut)  # the words said over the reply are a turn
         running.process.send_signal(signal.SIGINT)
         assert running.process.wait(60) == 0
         running.wait_for(r"^bye$", cut, timeout=5)
@@ -183,16 +183,17 @@ async def test_push_to_talk_hears_only_while_the_key_is_down(
             running.process.kill()
 
 
-async def test_talk_names_the_fix_for_a_missing_device(
-    pulse: ThrowawayPulse, tmp_path: Path
-) -> None:
+async def test_talk_names_the_fix_for_a_missing_device(pulse: ThrowawayPulse) -> None:
     listed = subprocess.run(
         [sys.executable, "-m", "coda.cli", "talk", "--list-devices"],
         env=pulse.env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert listed.returncode == 0 and "pulse" in listed.stdout, listed
-    missing = talk(pulse, tmp_path, "--input-device", "no-such-microphone")
-    out, _ = missing.communicate(timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "coda.cli", "talk", "--input-device", "no-such-microphone"],
+        env=pulse.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    out = missing.stderr
     assert missing.returncode == 1, out
     assert "no microphone 'no-such-microphone' found" in out and "--list-devices" in out, out
 
@@ -220,17 +221,18 @@ def test_push_to_talk_counts_held_space_and_toggles_on_enter() -> None:
 
 def test_player_reports_exactly_what_played_and_clears_at_once() -> None:
     played: list[np.ndarray] = []
-    player = Player(played.append)
+    delays: list[float] = []
+    player = Player(lambda samples, delay: (played.append(samples), delays.append(delay)))
     player.push(np.arange(1, 6, dtype=np.float32))
     player.push(np.arange(6, 9, dtype=np.float32))
     block = np.full(4, np.nan, np.float32)
     player.fill(block)
     assert block.tolist() == [1, 2, 3, 4] and played[-1].tolist() == [1, 2, 3, 4]
-    player.fill(block)
+    player.fill(block, 0.25)
     assert block.tolist() == [5, 6, 7, 8] and played[-1].tolist() == [5, 6, 7, 8]
+    assert delays == [0.0, 0.25]  # when the block is heard, for the echo reference
     player.push(np.ones(10, np.float32))
     player.fill(block[:2])
     player.clear()
-    assert not player.playing
     player.fill(block)
     assert block.tolist() == [0, 0, 0, 0] and len(played) == 3  # silence reports nothing

@@ -33,7 +33,6 @@ from coda.turn.events import (
     TurnEvent,
     TurnFailed,
     TurnOutcome,
-    TurnStored,
 )
 from coda.voice.manager import VoiceManager
 
@@ -125,8 +124,6 @@ class Transcript:
             self._line(f"  [{event.mode.value}{self._latency(event)}]")
         elif isinstance(event, TurnFailed):
             self._line(f"  error: {event.message}")
-        elif isinstance(event, TurnStored):
-            self._out.flush()
 
 
 async def talk(manager: VoiceManager, options: TalkOptions, out: TextIO) -> None:
@@ -146,7 +143,16 @@ async def talk(manager: VoiceManager, options: TalkOptions, out: TextIO) -> None
         with contextlib.suppress(asyncio.QueueFull):
             blocks.put_nowait(block)
 
-    player = Player(lambda samples: loop.call_soon_threadsafe(played.append, samples))
+    heard_at = 0.0  # loop time the last reported block is heard
+
+    def heard_later(samples: np.ndarray, delay: float) -> None:
+        # The echo canceller's reference must not run ahead of the echo by more than
+        # its tail: played audio counts from when it is heard, in order.
+        nonlocal heard_at
+        heard_at = max(heard_at, loop.time() + delay)
+        loop.call_at(heard_at, played.append, samples)
+
+    player = Player(lambda samples, delay: loop.call_soon_threadsafe(heard_later, samples, delay))
     source, sink = open_streams(
         options.devices,
         CAPTURE_RATE,

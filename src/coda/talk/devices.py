@@ -16,8 +16,15 @@ FRAME_SECONDS = 0.02
 
 Capture = Callable[[np.ndarray], object]
 """Called in PortAudio's thread with each captured mono float32 block."""
-Fill = Callable[[np.ndarray], None]
-"""Called in PortAudio's thread to fill a mono float32 block for the speakers."""
+Fill = Callable[[np.ndarray, float], None]
+"""Called in PortAudio's thread to fill a mono float32 block for the speakers, with
+the seconds until the block is heard."""
+OUTPUT_LATENCY = 0.1
+"""Seconds of reply audio buffered ahead of the speakers: a busy machine (a model
+decoding on every core) must not starve playback into clicks and gaps, and a
+barge-in still silences Coda well within a breath."""
+MAX_DELAY = 0.5
+"""The longest believable time from a block's callback to its playing."""
 
 
 class AudioDeviceError(AudioProcessingError):
@@ -108,7 +115,9 @@ def open_streams(
         capture(block[:, 0].copy())
 
     def on_play(block: np.ndarray, frames: int, time: Any, status: Any) -> None:
-        fill(block[:, 0])
+        # Some host APIs report no DAC time (0): then the block is taken as heard at once.
+        delay = time.outputBufferDacTime - time.currentTime
+        fill(block[:, 0], delay if 0.0 < delay < MAX_DELAY else 0.0)
 
     rates = dict.fromkeys((input_rate, int(mic["default_samplerate"])))
     for rate in rates:
@@ -125,7 +134,7 @@ def open_streams(
     try:
         sink = sd.OutputStream(
             samplerate=output_rate, device=devices.output, channels=1, dtype="float32",
-            callback=on_play,
+            callback=on_play, latency=OUTPUT_LATENCY,
         )  # fmt: skip
     except sd.PortAudioError:
         source.close()

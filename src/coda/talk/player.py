@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-Played = Callable[[np.ndarray], object]
-"""Told, from PortAudio's thread, each run of reply samples the card took."""
+Played = Callable[[np.ndarray, float], object]
+"""Told, from PortAudio's thread, each run of reply samples the card took, and the
+seconds until it is heard."""
 
 
 class Player:
@@ -37,14 +38,8 @@ class Player:
             self._chunks.clear()
             self._offset = 0
 
-    @property
-    def playing(self) -> bool:
-        """Whether reply audio is queued."""
-        with self._lock:
-            return bool(self._chunks)
-
-    def fill(self, block: np.ndarray) -> None:
-        """Fill one output block: queued reply audio, then silence."""
+    def fill(self, block: np.ndarray, delay: float = 0.0) -> None:
+        """Fill one output block, heard in ``delay`` s: queued reply audio, then silence."""
         done = 0
         pieces: list[np.ndarray] = []
         with self._lock:
@@ -61,4 +56,4 @@ class Player:
                     self._offset = 0
         block[done:] = 0.0
         if pieces:
-            self._on_played(np.concatenate(pieces))
+            self._on_played(np.concatenate(pieces), delay)

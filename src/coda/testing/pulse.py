@@ -63,6 +63,7 @@ class ThrowawayPulse:
         self._log = (self.folder / "pulse.log").open("wb")
         self.process = subprocess.Popen(
             ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no",
+             "--high-priority=yes", "--realtime=yes",
              "--disable-shm=yes", "--log-target=stderr", *(f"--load={m}" for m in modules)],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
