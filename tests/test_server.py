@@ -328,3 +328,14 @@ def test_a_key_lists_its_own_conversations(server: Server) -> None:
     assert httpx.get(f"{server.url}/v1/conversations").status_code == 401
     refused = httpx.get(f"{server.url}/v1/conversations?limit=0", headers=server.headers())
     assert refused.status_code == 422
+
+
+async def test_json_nested_past_the_parsers_depth_is_bad_data(server: Server) -> None:
+    """1,000 levels of nesting fit in a frame but not in the parser: a typed close, no 1011."""
+    url = f"{server.ws_url}/v1/conversations/deep-json/stream?rate=16000&api_key={KEY}"
+    async with connect(url) as socket:
+        assert json.loads(await socket.recv())["type"] == "ready"
+        await socket.send("[" * 1000 + "]" * 1000)
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003

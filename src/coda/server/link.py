@@ -130,7 +130,7 @@ class Link:
             return to_float(np.frombuffer(payload, "<i2"))
         try:
             command = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             command = None
         if not isinstance(command, dict) or not isinstance(command.get("type"), str):
             raise Closed(errors.BAD_DATA, "text messages must be JSON objects with a type")

@@ -60,7 +60,7 @@ async def realtime(socket: WebSocket) -> None:
                     raise Closed(errors.BAD_DATA, "Realtime events are JSON text messages")
                 try:
                     event = json.loads(text)
-                except ValueError:
+                except (ValueError, RecursionError):  # not JSON, or nested too deep
                     await session.refuse(RealtimeError("events are JSON", "invalid_json"), None)
                     continue
                 await session.handle(event)
