@@ -19,10 +19,11 @@ Capture = Callable[[np.ndarray], object]
 Fill = Callable[[np.ndarray, float], None]
 """Called in PortAudio's thread to fill a mono float32 block for the speakers, with
 the seconds until the block is heard."""
-OUTPUT_LATENCY = 0.1
-"""Seconds of reply audio buffered ahead of the speakers: a busy machine (a model
-decoding on every core) must not starve playback into clicks and gaps, and a
-barge-in still silences Coda well within a breath."""
+OUTPUT_LATENCY = 0.25
+"""Seconds of reply audio buffered ahead of the speakers. A busy machine (models
+decoding on every core, another app) starved 100 ms into clicks that garbled
+words; a barge-in clears Coda's queue at once, and what is already in this
+buffer plays out (at most this long)."""
 MAX_DELAY = 0.5
 """The longest believable time from a block's callback to its playing."""
 
