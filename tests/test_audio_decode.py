@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from coda.audio.decode import RAW_FORMATS, decode_audio, probe_audio
+from coda.audio.decode import RAW_FORMATS, RawFormat, decode_audio, probe_audio
 from coda.audio.encode import encode_wav
 from coda.voice import AudioConfig, ValidationError, VoiceMessage
 
@@ -141,3 +141,111 @@ def test_nan_samples_are_rejected() -> None:
 def test_oversized_input_is_refused_before_decoding() -> None:
     with pytest.raises(ValidationError, match="max_input_bytes"):
         probe_audio(b"RIFF" + bytes(2000), AudioConfig(max_input_bytes=1000))
+
+
+# -- exact boundaries of the input policy (these also serve ``make mutation``) ----------
+
+
+def _raw(samples: np.ndarray, subtype: str, channels: int = 1) -> bytes:
+    buffer = io.BytesIO()
+    frames = np.stack([samples] * channels, axis=1) if channels > 1 else samples
+    sf.write(buffer, frames, 16000, format="RAW", subtype=subtype, endian="LITTLE")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("raw_format", sorted(RAW_FORMATS))
+@pytest.mark.parametrize("channels", [1, 2])
+def test_raw_pcm_of_any_whole_frame_count_decodes(raw_format: str, channels: int) -> None:
+    # 16001 frames: a length no other frame width divides, so each width must be right.
+    tone = _tone(16001 / 16000, 16000)[:16001]
+    data = _raw(tone, RAW_FORMATS[raw_format], channels)
+    raw = RawFormat(raw_format, 16000, channels)
+    info = probe_audio(data, raw=raw)
+    assert (info.format, info.channels, info.frames) == ("pcm", channels, 16001)
+    decoded = decode_audio(data, 16000, raw=raw)
+    assert len(decoded.samples) == 16001 and decoded.info == info
+    assert np.corrcoef(tone, decoded.samples)[0, 1] > 0.99
+
+
+def test_raw_pcm_declarations_are_checked() -> None:
+    data = _raw(_tone(0.5, 16000), "PCM_16")
+    # Refused, though in probe_audio's generic words: its ``except ValueError`` also
+    # catches the ValidationError that names the problem (docs/mutation.md).
+    for bad in (RawFormat("pcm_s16le", 0, 1), RawFormat("pcm_s16le", 16000, 0)):
+        with pytest.raises(ValidationError):
+            decode_audio(data, 16000, raw=bad)
+    with pytest.raises(ValidationError, match="sample rate 1 Hz is not supported"):
+        decode_audio(data, 16000, raw=RawFormat("pcm_s16le", 1, 1))
+    # An unknown format with an odd byte count is not called truncated.
+    with pytest.raises(ValidationError, match="could not be read"):
+        decode_audio(data[:-1], 16000, raw=RawFormat("pcm_s12", 16000, 1))
+    # Stereo 16-bit frames are four bytes: six bytes is one and a half.
+    with pytest.raises(ValidationError, match="raw pcm_s16le audio is truncated: 6 bytes"):
+        probe_audio(data[:6], raw=RawFormat("pcm_s16le", 16000, 2))
+    # Raw bytes that happen to start with "RIFF" are not a WAV header.
+    assert probe_audio(b"RIFF" + bytes(36), raw=RawFormat("pcm_u8", 16000, 1)).frames == 40
+
+
+def test_header_and_size_limits_are_exact() -> None:
+    with pytest.raises(ValidationError, match=r"^audio is empty \(0 bytes\)$"):
+        probe_audio(b"")
+    with pytest.raises(ValidationError, match="WAV header is truncated: 43 bytes"):
+        probe_audio(b"RIFF" + bytes(39))
+    with pytest.raises(ValidationError, match="could not be read as WAV"):
+        probe_audio(b"RIFF" + bytes(40))  # a whole header's length, but not a header
+    with pytest.raises(ValidationError, match="could not be read as WAV"):
+        probe_audio(b"RIFX" + bytes(39))
+    wav = _encode(_tone(0.5, 16000), 16000, "WAV", "PCM_16")
+    assert probe_audio(wav, AudioConfig(max_input_bytes=len(wav))).frames == 8000
+    with pytest.raises(ValidationError, match=f"audio is {len(wav)} bytes; the maximum is"):
+        probe_audio(wav, AudioConfig(max_input_bytes=len(wav) - 1))
+    with pytest.raises(ValidationError, match="max_input_bytes"):
+        decode_audio(wav, 16000, AudioConfig(max_input_bytes=len(wav) - 1))
+
+
+def test_frame_counts_and_durations_at_the_limits() -> None:
+    with pytest.raises(ValidationError, match="holds no samples"):
+        probe_audio(_encode(np.zeros(0), 16000, "WAV", "PCM_16"))
+    assert probe_audio(_encode(np.full(1, 0.5), 16000, "WAV", "PCM_16")).frames == 1
+    # Exactly the maximum length is accepted, by the header check and by the decoder.
+    second = _encode(_tone(1.0, 16000), 16000, "WAV", "PCM_16")
+    exact = AudioConfig(max_audio_length_seconds=1.0)
+    assert probe_audio(second, exact).duration_seconds == 1.0
+    assert len(decode_audio(second, 16000, exact).samples) == 16000
+    # Exactly the minimum length too; shorter is refused with both lengths in ms.
+    assert len(decode_audio(_encode(_tone(0.1, 16000), 16000, "WAV", "PCM_16"), 16000).samples)
+    with pytest.raises(ValidationError) as raised:
+        decode_audio(_encode(_tone(0.05, 16000), 16000, "WAV", "PCM_16"), 16000)
+    assert str(raised.value) == "audio is 50 ms long; at least 100 ms of speech is needed"
+
+
+@pytest.mark.parametrize("seconds", [2.0, 2.5])
+def test_long_input_is_decoded_whole_block_after_block(seconds: float) -> None:
+    tone = _tone(seconds, 16000).astype(np.float32)
+    decoded = decode_audio(_encode(tone, 16000, "WAV", "FLOAT"), 16000)
+    assert np.array_equal(decoded.samples, tone)
+    assert decoded.duration_seconds == seconds and decoded.info.frames == len(tone)
+
+
+def test_samples_are_clipped_and_the_silence_threshold_is_inclusive() -> None:
+    loud = np.tile(np.array([1.5, -1.5, 0.25, 0.0], np.float32), 800)
+    decoded = decode_audio(_encode(loud, 16000, "WAV", "FLOAT"), 16000)
+    assert decoded.samples[:4].tolist() == [1.0, -1.0, 0.25, 0.0]
+    # A peak of exactly the threshold is sound; just below it is silence.
+    half = np.tile(np.array([0.5, 0.0], np.float32), 1600)
+    policy = AudioConfig(silence_peak_threshold=0.5)
+    assert decode_audio(_encode(half, 16000, "WAV", "FLOAT"), 16000, policy).samples.max() == 0.5
+    with pytest.raises(ValidationError, match="silent"):
+        decode_audio(_encode(half * 0.99, 16000, "WAV", "FLOAT"), 16000, policy)
+
+
+def test_audio_info_as_a_dictionary() -> None:
+    info = probe_audio(_encode(_tone(0.5, 16000, 2), 16000, "WAV", "PCM_24"))
+    assert info.as_dict() == {
+        "format": "wav",
+        "subtype": "PCM_24",
+        "sample_rate": 16000,
+        "channels": 2,
+        "frames": 8000,
+        "duration_seconds": 0.5,
+    }

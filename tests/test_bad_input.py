@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,11 +16,14 @@ import soundfile as sf
 from coda.voice import (
     ConversationError,
     ValidationError,
+    VoiceConfig,
     VoiceManager,
     VoiceMessage,
     VoiceProcessingError,
 )
 from tests.conftest import Speak
+
+OwnManager = Callable[..., Awaitable[VoiceManager]]
 
 
 def _wav(seconds: float, rate: int = 16000, amplitude: float = 0.3) -> bytes:
@@ -24,6 +31,39 @@ def _wav(seconds: float, rate: int = 16000, amplitude: float = 0.3) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, amplitude * np.sin(2 * np.pi * 220 * t), rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
+
+
+@pytest.fixture
+async def own_manager(base_config: VoiceConfig, tmp_path: Path) -> AsyncIterator[OwnManager]:
+    """Builds a manager of the test's own with the settings it tests, in a store of its own.
+
+    The shared manager's config is never changed, so no test depends on another's
+    settings or on which conversations earlier tests left in memory. The
+    integrations and the warm-up are left out: these tests are about conversations.
+    """
+    made: list[VoiceManager] = []
+
+    async def make(**settings: Any) -> VoiceManager:
+        config = replace(
+            base_config,
+            store_path=str(tmp_path / f"own-{len(made)}.sqlite3"),
+            enable_optimization=False,
+            enable_memory_integration=False,
+            enable_personality_integration=False,
+            enable_tools_integration=False,
+            enable_conversation_sync=False,
+            # Only a guard against a hang, never a bound on this machine's speed.
+            streaming=replace(base_config.streaming, turn_timeout_seconds=600.0),
+            **settings,
+        )
+        voice = VoiceManager(config)
+        made.append(voice)
+        await voice.initialize()
+        return voice
+
+    yield make
+    for voice in made:
+        await voice.cleanup()
 
 
 @pytest.fixture
@@ -93,13 +133,21 @@ async def test_duplicate_conversation_id(manager: VoiceManager, conversation: st
 async def test_unknown_conversation_id(manager: VoiceManager) -> None:
     with pytest.raises(ConversationError, match="not found"):
         await manager.end_conversation("never-started")
-    manager.config.auto_start_conversations = False
-    try:
-        with pytest.raises(ConversationError, match="not found"):
-            await manager.process_voice_message(VoiceMessage("never-started", _wav(1.0)))
-    finally:
-        manager.config.auto_start_conversations = True
     assert await manager.get_conversation_state("never-started") is None
+
+
+async def test_unknown_conversation_is_refused_without_auto_start(
+    own_manager: OwnManager,
+) -> None:
+    strict = await own_manager(auto_start_conversations=False)
+    with pytest.raises(ConversationError, match="not found; call start_conversation first"):
+        await strict.process_voice_message(VoiceMessage("never-started", _wav(1.0)))
+    assert await strict.get_conversation_state("never-started") is None
+    # Started explicitly, the same id takes turns.
+    await strict.start_conversation("never-started")
+    await strict.process_voice_message(VoiceMessage("never-started", b"", text_content="Hi."))
+    state = await strict.get_conversation_state("never-started")
+    assert state is not None and [t.user_text for t in state.turns] == ["Hi."]
 
 
 @pytest.mark.parametrize("bad_id", ["", " ", "a" * 200, "../etc/passwd", "id with spaces", None])
@@ -128,9 +176,12 @@ async def test_audio_that_is_not_bytes(manager: VoiceManager) -> None:
         await manager.process_voice_message(VoiceMessage("typed", "not audio"))  # type: ignore[arg-type]
 
 
-async def test_every_error_is_a_voice_processing_error(manager: VoiceManager) -> None:
-    with pytest.raises(VoiceProcessingError):
+async def test_catching_the_base_class_gets_the_precise_error(manager: VoiceManager) -> None:
+    # A caller may catch the spec's base class; what it catches is the precise kind.
+    with pytest.raises(VoiceProcessingError) as caught:
         await manager.process_voice_message(VoiceMessage("any", b"RIFF"))
+    assert type(caught.value) is ValidationError
+    assert "WAV header is truncated: 4 bytes" in str(caught.value)
 
 
 async def test_uninitialized_manager_says_so() -> None:
@@ -141,31 +192,29 @@ async def test_uninitialized_manager_says_so() -> None:
         await idle.process_voice_message(VoiceMessage("c", b"", text_content="hi"))
 
 
-async def test_idle_conversations_make_room_and_busy_ones_do_not(manager: VoiceManager) -> None:
-    engine = manager.engine
-    limit = manager.config.max_concurrent_conversations
-    await manager.process_voice_message(VoiceMessage("room-a", b"", text_content="I am Ada."))
-    manager.config.max_concurrent_conversations = len(engine.conversations.active)
+async def test_idle_conversations_make_room_and_busy_ones_do_not(
+    own_manager: OwnManager,
+) -> None:
+    voice = await own_manager(max_concurrent_conversations=2)
+    held = voice.engine.conversations.active
+    await voice.process_voice_message(VoiceMessage("room-a", b"", text_content="I am Ada."))
+    await voice.start_conversation("room-b")
+    assert list(held) == ["room-a", "room-b"]
+    # At the limit: the least recently active idle conversation leaves memory, not the store.
+    await voice.start_conversation("room-c")
+    assert sorted(held) == ["room-b", "room-c"]
+    reloaded = await voice.get_conversation_state("room-a")
+    assert reloaded is not None and [t.user_text for t in reloaded.turns] == ["I am Ada."]
+    # When every held conversation is mid-turn, a new one is refused.
+    locks = [voice.engine.conversations.lock(cid) for cid in held]
+    for lock in locks:
+        await lock.acquire()
     try:
-        # At the limit: the least recently active idle conversation leaves memory, not the store.
-        oldest = min(engine.conversations.active.values(), key=lambda s: s.last_activity)
-        turns = [t.user_text for t in oldest.turns]
-        await manager.start_conversation("room-b")
-        assert oldest.conversation_id not in engine.conversations.active
-        assert len(engine.conversations.active) == manager.config.max_concurrent_conversations
-        reloaded = await manager.get_conversation_state(oldest.conversation_id)
-        assert reloaded is not None and [t.user_text for t in reloaded.turns] == turns
-        # When every held conversation is mid-turn, a new one is refused.
-        locks = [engine.conversations.lock(cid) for cid in engine.conversations.active]
-        for lock in locks:
-            await lock.acquire()
-        try:
-            with pytest.raises(ConversationError, match="mid-turn"):
-                await manager.start_conversation("room-c")
-            assert await manager.get_conversation_state("room-c") is None  # nothing half-made
-        finally:
-            for lock in locks:
-                lock.release()
-        await manager.start_conversation("room-c")
+        with pytest.raises(ConversationError, match="2 conversations are mid-turn"):
+            await voice.start_conversation("room-d")
+        assert await voice.get_conversation_state("room-d") is None  # nothing half-made
     finally:
-        manager.config.max_concurrent_conversations = limit
+        for lock in locks:
+            lock.release()
+    await voice.start_conversation("room-d")
+    assert len(held) == 2 and "room-d" in held

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import soundfile as sf
 
 from coda.core.errors import LLMIntegrationError
 from coda.core.models import ConversationTurn
-from coda.modes.prompt import build_messages
 from coda.turn.summary import Summarizer
 from coda.voice import VoiceConfig, VoiceManager, VoiceMessage, VoiceProcessingMode
 from tests.conftest import Speak, Transcribe, wer
@@ -140,32 +141,67 @@ async def test_history_survives_a_restart(base_config: VoiceConfig, speak: Speak
         await second.cleanup()
 
 
-async def test_old_turns_are_summarized_not_dropped(manager: VoiceManager) -> None:
-    """Past ``max_conversation_length``, the oldest turns go into the summary (real LLM)."""
-    limit = manager.config.max_conversation_length
-    manager.config.max_conversation_length = 4
-    cascade = manager.engine.responders[VoiceProcessingMode.LLM_ENHANCED]
-    cascade._max_history = 4  # type: ignore[attr-defined]
-    said = ("My sister lives in Lisbon.", "Two.", "Three.", "Four.", "Five.")
+STORY = (
+    "My sister lives in Lisbon. "
+    + "Last spring we walked along the river every morning, stopped at a small bakery for "
+    "custard tarts, watched the yellow trams climb the hills, listened to a guitarist play "
+    "in the square, and talked about old friends until the sun went down over the bridge. " * 5
+)
+"""A first turn of some 300 tokens: while it is in the LLM's prompt, the prompt is long."""
+
+
+async def test_the_llms_history_is_bounded_by_max_conversation_length(
+    base_config: VoiceConfig, tmp_path: Path
+) -> None:
+    """Past ``max_conversation_length``, the oldest turns leave the prompt for the summary.
+
+    What the LLM received is read from the real model (``prompt_tokens``: the
+    tokens it evaluated for the reply). The integrations are off, so the history
+    and the summary are all that can carry what was said.
+    """
+    config = replace(
+        base_config,
+        llm=replace(base_config.llm, max_tokens=48),  # short replies: the story dominates
+        # Only a guard against a hang: the story's turn must not be cut on a loaded machine.
+        streaming=replace(base_config.streaming, turn_timeout_seconds=600.0),
+        store_path=str(tmp_path / "bounded.sqlite3"),
+        max_conversation_length=4,
+        enable_optimization=False,
+        enable_memory_integration=False,
+        enable_personality_integration=False,
+        enable_tools_integration=False,
+        enable_conversation_sync=False,
+    )
+    voice = VoiceManager(config)
+    await voice.initialize()
     try:
-        for text in said:
-            await manager.process_voice_message(VoiceMessage("bounded", b"", text_content=text))
-        pipeline = manager.engine.require_ready()
-        await pipeline.background.settled("user", 120)  # the summary is written after the turn
-        state = await manager.get_conversation_state("bounded")
+        prompts = []
+        for text in (STORY, "Two.", "Three.", "Four.", "Five."):
+            reply = await voice.process_voice_message(
+                VoiceMessage("bounded", b"", text_content=text)
+            )
+            prompts.append(reply.metadata["prompt_tokens"])
+        # Up to four turns the prompt holds them all, the story included: it grows.
+        assert prompts[0] > 250 and prompts == sorted(prompts), prompts
+        await voice.wait_for_learning()  # the summary is written after the turn
+        state = await voice.get_conversation_state("bounded")
         assert state is not None
         # Five turns outgrew four: the history went down to three, the oldest two summarized.
         assert [t.user_text for t in state.turns] == ["Three.", "Four.", "Five."]
         assert "lisbon" in state.summary.lower()
-        assert await manager.engine.store.count_turns("bounded") == 5  # the store keeps all
-        # The summary survives a reload from the store, and opens the next prompt.
-        reloaded = await manager.engine.store.load("bounded", 4)
+        assert await voice.engine.store.count_turns("bounded") == 5  # the store keeps all
+        reloaded = await voice.engine.store.load("bounded", 4)
         assert reloaded is not None and reloaded.summary == state.summary
-        messages = build_messages("system", state.turns, "Hi.", 4, summary=state.summary)
-        assert messages[1].content == f"Earlier in this conversation: {state.summary}"
+        # The next prompt holds the summary (at most 160 tokens) instead of the story: it
+        # is shorter than the last one, though it has one more turn.
+        asked = await voice.process_voice_message(
+            VoiceMessage("bounded", b"", text_content="Which city does my sister live in?")
+        )
+        assert asked.metadata["prompt_tokens"] < prompts[-1], (prompts, asked.metadata)
+        # What the story said still reaches the LLM, through the summary.
+        assert "lisbon" in asked.text_content.lower()
     finally:
-        manager.config.max_conversation_length = limit
-        cascade._max_history = limit  # type: ignore[attr-defined]
+        await voice.cleanup()
 
 
 async def test_a_summary_keeps_the_users_words_when_the_model_fails() -> None:

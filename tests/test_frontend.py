@@ -114,7 +114,7 @@ def test_no_speech_in_noise_only_audio(background: np.ndarray) -> None:
         clean_message(background, AudioConfig())
 
 
-async def test_short_noise_burst_does_not_start_speech(say: Say) -> None:
+def test_short_noise_burst_does_not_start_speech() -> None:
     burst = noise(0.12, -12, seed=5)  # a 120 ms clack, shorter than min_speech_ms
     mic = np.concatenate([np.zeros(RATE // 2, np.float32), burst, np.zeros(RATE, np.float32)])
     assert run_stream(StreamingFrontEnd(AudioConfig(), RATE), mic) == []

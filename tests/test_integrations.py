@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 from coda.integrations.memory import VoiceMemory
 from coda.integrations.personality import VoicePersonalityIntegration
 from coda.personality.store import SQLiteTraitStore
-from coda.tools.registry import Tool
+from coda.tools.registry import Tool, ToolRegistry
 from coda.voice import (
     LLMMessage,
     TimeoutError,
@@ -103,12 +105,32 @@ async def test_calculator_answers_seventeen_times_twenty_three(
     assert "391" in heard or "three hundred ninety" in heard
 
 
+def said_time(hours: int, minutes: int) -> str:
+    """A pattern for the time ``hours:minutes`` as a reply may write it: 14:05, or 2:05 PM."""
+    twelve, half = hours % 12 or 12, "p" if hours >= 12 else "a"
+    alone = r"(?<![\d:]){}(?![\d:])"
+    return "|".join(
+        [
+            alone.format(f"{hours:02d}:{minutes:02d}"),
+            alone.format(f"{hours}:{minutes:02d}"),
+            alone.format(f"{twelve}:{minutes:02d}") + rf"\s*{half}\.?\s?m\b",
+        ]
+    )
+
+
 async def test_clock_tells_the_time(processor: VoiceProcessor) -> None:
+    before = datetime.now().astimezone().replace(microsecond=0)
     response = await processor.process_with_integrations(said("What time is it?"))
+    after = datetime.now().astimezone()
     (result,) = response.metadata["tool_results"]
     assert result["tool_name"] == "get_datetime" and result["success"]
-    hour = result["result"]["time"].split(":")[0]
-    assert hour in response.text_content
+    # The tool read this machine's clock: its time lies between the test's own readings.
+    told = datetime.fromisoformat(result["result"]["iso"])
+    assert before <= told <= after, (before, told, after)
+    assert result["result"]["time"] == f"{told:%H:%M}"
+    # The reply says that time: hours and minutes together, not a digit found anywhere.
+    pattern = said_time(told.hour, told.minute)
+    assert re.search(pattern, response.text_content, re.IGNORECASE), response.text_content
 
 
 async def test_planner_asks_the_llm_for_a_schema_valid_call(processor: VoiceProcessor) -> None:
@@ -122,24 +144,33 @@ async def test_planner_asks_the_llm_for_a_schema_valid_call(processor: VoiceProc
 
 
 async def test_failing_tool_gets_a_graceful_answer(processor: VoiceProcessor) -> None:
-    def weather(city: str) -> str:
+    def failing_weather_service(city: str) -> str:
+        """Injects a fault: the weather service behind the tool is down."""
         raise RuntimeError("the weather service is down")
 
     tools = processor.integrations.tools
     assert tools is not None
+    shared = tools.tools_manager
+    # A registry of this test's own: the session's registry never holds the failing tool.
+    tools.tools_manager = ToolRegistry(shared.tools)
     tools.tools_manager.register(
         Tool(
             "get_weather",
             "Current weather in a city.",
             {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-            weather,
+            failing_weather_service,
             keywords=("weather",),
         )
     )
-    response = await processor.process_with_integrations(said("What is the weather in Paris?"))
+    try:
+        response = await processor.process_with_integrations(said("What is the weather in Paris?"))
+    finally:
+        tools.tools_manager = shared
     (result,) = response.metadata["tool_results"]
+    assert result["tool_name"] == "get_weather" and result["arguments"] == {"city": "Paris"}
     assert not result["success"] and "weather service is down" in result["error"]
     assert response.text_content.strip() and response.audio_data  # spoken, not crashed
+    assert "get_weather" not in shared
 
 
 async def test_process_function_calls_replaces_the_answer(processor: VoiceProcessor) -> None:

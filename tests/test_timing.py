@@ -4,15 +4,26 @@ the turn deadline, and streaming order."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from coda.audio.endpointing import Endpointer, SpeechEnded, SpeechPaused, SpeechStarted
+from coda.deadline import ManualClock as ManualDeadlineClock
 from coda.modes.clock import TurnClock
 from coda.voice import AudioConfig, TimeoutError, VoiceManager, VoiceMessage
 
 WINDOW = 512  # 32 ms at 16 kHz
+HANG_GUARD_SECONDS = 300.0
+"""Only guards against a hang: no test waits for this, however loaded the machine."""
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition`` holds; the timeout only guards against a hang."""
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 class ManualClock:
@@ -78,27 +89,50 @@ def test_short_bursts_and_dips_are_ignored() -> None:
     assert events[-1].at_seconds == pytest.approx(40 * 0.032)
 
 
+def _reply_work(task: asyncio.Task[object]) -> str | None:
+    """Which of a cascade reply's two workers ``task`` runs (the LLM's, the TTS's), if any."""
+    name = getattr(task.get_coro(), "__qualname__", "")
+    return name if name in ("CascadeResponder._generate", "CascadeResponder._speak") else None
+
+
 async def test_turn_timeout_raises_and_leaves_nothing_running(manager: VoiceManager) -> None:
-    streaming = manager.config.streaming
-    limit = streaming.turn_timeout_seconds
-    await manager.process_voice_message(VoiceMessage("deadline", b"", text_content="Hi."))
-    before_turns = (await manager.get_conversation_state("deadline")).turns[:]  # type: ignore[union-attr]
-    tasks_before = asyncio.all_tasks()
-    streaming.turn_timeout_seconds = 0.05
+    """The turn deadline runs on a manual clock, moved past it mid-reply: the turn fails
+    there with TimeoutError, whatever the machine's speed, and the reply's LLM and TTS
+    tasks are cancelled before the error surfaces, not left to run on."""
+    pipeline = manager.engine.pipeline
+    assert pipeline is not None
+    limit = manager.config.streaming.turn_timeout_seconds
+    clock, original = ManualDeadlineClock(), pipeline.deadline_clock
+    pipeline.deadline_clock = clock  # at rest, no turn times out however slow it is
     try:
-        with pytest.raises(TimeoutError, match="turn_timeout_seconds"):
-            await manager.process_voice_message(
-                VoiceMessage("deadline", b"", text_content="Tell me a long story about the sea.")
-            )
+        await manager.process_voice_message(VoiceMessage("deadline", b"", text_content="Hi."))
+        state = await manager.get_conversation_state("deadline")
+        assert state is not None
+        before_turns = state.turns[:]
+        tasks_before = asyncio.all_tasks()
+        running: set[asyncio.Task[object]] = set()
+        message = VoiceMessage("deadline", b"", text_content="Tell me a long story about the sea.")
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
+            with pytest.raises(TimeoutError, match="turn_timeout_seconds"):
+                async for chunk in manager.process_streaming(message):
+                    if chunk.kind == "text" and not running:  # the LLM is mid-reply
+                        running = {t for t in asyncio.all_tasks() if _reply_work(t)}
+                        clock.advance(limit)  # the turn's time is up
+        assert {_reply_work(t) for t in running} == {
+            "CascadeResponder._generate",
+            "CascadeResponder._speak",
+        }
+        assert all(task.cancelled() for task in running)  # stopped, not left to finish
+        await _until(lambda: asyncio.all_tasks() <= tasks_before)  # nothing of the turn remains
+        after = await manager.get_conversation_state("deadline")
+        assert after is not None and after.turns == before_turns  # nothing half-stored
+        # The engine is fine afterwards.
+        reply = await manager.process_voice_message(
+            VoiceMessage("deadline", b"", text_content="Hi.")
+        )
+        assert reply.text_content
     finally:
-        streaming.turn_timeout_seconds = limit
-    await asyncio.sleep(0.05)
-    assert asyncio.all_tasks() <= tasks_before  # the LLM and TTS tasks were cancelled
-    after = await manager.get_conversation_state("deadline")
-    assert after is not None and after.turns == before_turns  # nothing half-stored
-    # The engine is fine afterwards.
-    reply = await manager.process_voice_message(VoiceMessage("deadline", b"", text_content="Hi."))
-    assert reply.text_content
+        pipeline.deadline_clock = original
 
 
 async def test_first_audio_arrives_before_the_last_text_delta(manager: VoiceManager) -> None:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from coda.deadline import ManualClock
 from coda.tools.builtin import builtin_tools, calculate, default_registry, get_datetime
 from coda.tools.calculator import MAX_LENGTH, evaluate, spoken_to_expression
 from coda.tools.registry import Tool, ToolRegistry
 from coda.tools.units import convert
 
 OBJECT: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
+HANG_GUARD_SECONDS = 120.0
+"""Only guards against a hang: no test waits for this, however loaded the machine."""
 
 # --- calculator ---------------------------------------------------------------------------
 
@@ -310,17 +312,19 @@ def test_describe_uses_the_openai_function_shape() -> None:
 
 
 async def test_call_runs_a_tool_and_measures_it() -> None:
+    clock = ManualClock()
+
     async def slow_double(n: int) -> int:
-        await asyncio.sleep(0.05)
+        clock.advance(0.05)  # the tool's work takes 50 ms on the registry's clock
         return 2 * n
 
     schema: dict[str, Any] = {"properties": {"n": {"type": "integer"}}, "required": ["n"]}
-    registry = ToolRegistry([make_tool(slow_double, **schema)])
+    registry = ToolRegistry([make_tool(slow_double, **schema)], clock)
     result = await registry.call("probe", {"n": 21})
     assert result.success and result.error is None
     assert result.result == 42
     assert result.tool_name == "probe" and result.arguments == {"n": 21}
-    assert result.duration_ms >= 50
+    assert result.duration_ms == pytest.approx(50.0)
     again = await registry.call("probe", '{"n": 4}')  # JSON text, as LLMs send it
     assert again.result == 8
     assert again.call_id != result.call_id
@@ -370,50 +374,72 @@ async def test_call_reports_the_exception_a_tool_raised() -> None:
 
 
 async def test_call_times_out_an_async_tool() -> None:
-    async def sleepy() -> str:
-        await asyncio.sleep(10)
+    """The timeout runs on a manual clock: the call gives up when 0.2 s have passed on it,
+    and the stalled tool is cancelled, however fast or slow the machine."""
+    cancelled = asyncio.Event()
+
+    async def stalls() -> str:
+        try:
+            await asyncio.Event().wait()  # never set: only the timeout ends this call
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
         return "late"
 
-    registry = ToolRegistry([make_tool(sleepy, timeout=0.2)])
-    start = time.perf_counter()
-    result = await registry.call("probe", {})
-    elapsed = time.perf_counter() - start
-    assert elapsed < 0.2 + 0.5
+    clock = ManualClock()
+    registry = ToolRegistry([make_tool(stalls, timeout=0.2)], clock)
+    calling = asyncio.create_task(registry.call("probe", {}))
+    await asyncio.wait_for(clock.sleeping(0.2), HANG_GUARD_SECONDS)  # the timeout is armed
+    assert not calling.done()
+    clock.advance(0.2)
+    result = await asyncio.wait_for(calling, HANG_GUARD_SECONDS)
+    assert cancelled.is_set()
     assert not result.success
     assert result.error is not None and "timed out" in result.error and "0.2" in result.error
-    assert result.duration_ms >= 200
+    assert result.duration_ms == pytest.approx(200.0)  # on the registry's clock
 
 
 async def test_call_times_out_a_sync_tool_without_blocking() -> None:
-    registry = ToolRegistry([make_tool(lambda: time.sleep(1.0), timeout=0.2)])
-    start = time.perf_counter()
-    result = await registry.call("probe")
-    assert time.perf_counter() - start < 0.2 + 0.5
-    assert not result.success and result.error is not None and "timed out" in result.error
+    """A sync tool stuck in its thread: the call still times out, the loop free throughout."""
+    release = threading.Event()
+
+    def stuck() -> str:
+        release.wait(HANG_GUARD_SECONDS)  # released by the test, once the call has given up
+        return "late"
+
+    clock = ManualClock()
+    registry = ToolRegistry([make_tool(stuck, timeout=0.2)], clock)
+    try:
+        calling = asyncio.create_task(registry.call("probe"))
+        await asyncio.wait_for(clock.sleeping(0.2), HANG_GUARD_SECONDS)
+        clock.advance(0.2)
+        result = await asyncio.wait_for(calling, HANG_GUARD_SECONDS)
+        assert not release.is_set()  # the tool is still stuck: the call did not wait for it
+        assert not result.success and result.error is not None and "timed out" in result.error
+    finally:
+        release.set()
 
 
 async def test_sync_tools_run_off_the_event_loop_thread() -> None:
+    """The tool returns only once the event loop has run while it was inside its call:
+    on the loop's own thread it would wait for that in vain."""
     seen: list[int] = []
+    loop = asyncio.get_running_loop()
+    inside = asyncio.Event()
+    loop_ran = threading.Event()
 
     def blocking() -> str:
         seen.append(threading.get_ident())
-        time.sleep(0.3)
-        return "done"
+        loop.call_soon_threadsafe(inside.set)
+        return "done" if loop_ran.wait(HANG_GUARD_SECONDS) else "the loop never ran"
 
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticking = asyncio.create_task(ticker())
-    result = await ToolRegistry([make_tool(blocking)]).call("probe")
-    ticking.cancel()
+    # A clock at rest: no timeout can cut the call short, however slow the machine.
+    calling = asyncio.create_task(ToolRegistry([make_tool(blocking)], ManualClock()).call("probe"))
+    await asyncio.wait_for(inside.wait(), HANG_GUARD_SECONDS)  # the loop runs; the tool waits
+    loop_ran.set()
+    result = await asyncio.wait_for(calling, HANG_GUARD_SECONDS)
     assert result.success and result.result == "done"
     assert seen and seen[0] != threading.get_ident()
-    assert ticks >= 10  # the loop kept running while the tool slept
 
 
 async def test_async_tools_and_async_callables_run_on_the_loop() -> None:
@@ -430,12 +456,23 @@ async def test_async_tools_and_async_callables_run_on_the_loop() -> None:
 
 
 async def test_cancelling_a_call_propagates() -> None:
-    registry = ToolRegistry([make_tool(asyncio.sleep, "sleep", 5.0, properties={"delay": {}})])
-    task = asyncio.create_task(registry.call("sleep", {"delay": 3}))
-    await asyncio.sleep(0.05)
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def waits() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    registry = ToolRegistry([make_tool(waits)], ManualClock())
+    task = asyncio.create_task(registry.call("probe"))
+    await asyncio.wait_for(started.wait(), HANG_GUARD_SECONDS)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert cancelled.is_set()  # the tool itself was cancelled, not left running
 
 
 # --- built-in tools through the registry ------------------------------------------------
@@ -500,11 +537,12 @@ async def test_convert_units_tool() -> None:
 
 async def test_get_datetime_tool() -> None:
     registry = default_registry()
-    result = await registry.call("get_datetime", {"timezone": "Europe/London"})
-    assert result.success, result.error
     zone = ZoneInfo("Europe/London")
-    today = {datetime.now(zone).date(), (datetime.now(zone) - timedelta(seconds=5)).date()}
-    assert datetime.fromisoformat(result.result["iso"]).date() in today
+    before = datetime.now(zone)
+    result = await registry.call("get_datetime", {"timezone": "Europe/London"})
+    after = datetime.now(zone)
+    assert result.success, result.error
+    assert before.replace(microsecond=0) <= datetime.fromisoformat(result.result["iso"]) <= after
     bogus = await registry.call("get_datetime", {"timezone": "Atlantis/Capital"})
     assert not bogus.success and bogus.error is not None
     assert "unknown time zone 'Atlantis/Capital'" in bogus.error

@@ -45,11 +45,26 @@ def test_reservation_must_fit_the_gpus_free_memory() -> None:
     assert vram.stats()["accounting_only"] is False
 
 
-def test_gpu_query_reports_real_memory_or_nothing() -> None:
+def test_the_real_gpu_decides_what_a_reservation_is_checked_against() -> None:
+    """No GPU: only the budget limits reservations. A GPU: its free memory does too."""
+    vram = VRAMManager(limit_gb=100_000.0)  # the default probe: this machine's GPU, if any
+    beyond_any_gpu = 50_000.0
     gpu = query_gpu()
-    if gpu is not None:  # a machine with an NVIDIA driver
+    if gpu is None:  # no NVIDIA driver: accounting only, so the budget alone decides
+        vram.reserve("moshi", beyond_any_gpu)
+        assert vram.reserved_gb == beyond_any_gpu
+        with pytest.raises(VRAMAllocationError, match="budget is left"):
+            vram.reserve("llm", 60_000.0)
+        assert vram.stats()["accounting_only"] is True
+    else:  # the driver's figures are real, and a reservation must fit what is free
         assert 0 < gpu.free_gb <= gpu.total_gb
-    assert VRAMManager(8.0).stats()["accounting_only"] is (gpu is None)
+        with pytest.raises(VRAMAllocationError, match=f"{gpu.name} has only .* GiB free"):
+            vram.reserve("moshi", beyond_any_gpu)
+        fits = min(1.0, gpu.free_gb / 2)
+        vram.reserve("whisper", fits)
+        stats = vram.stats()
+        assert stats["reservations"] == {"whisper": fits} and stats["gpu"]["name"] == gpu.name
+        assert stats["accounting_only"] is False
 
 
 async def test_manager_refuses_to_start_over_budget(base_config: VoiceConfig) -> None:

@@ -124,7 +124,15 @@ async def test_a_mode_with_a_fallback_answers_through_moshi(
             headers={**coda.headers(), "Content-Type": "audio/wav"},
         )
     assert answer.status_code == 200, answer.text
-    hybrid = answer.json()["metadata"]["hybrid"]
+    body = answer.json()
+    if body["mode"] == "moshi_only":
+        # Adaptive may already have measured the hybrid turns that waited on a dead
+        # LLM as slower than Moshi alone (a busy machine makes them so): it then goes
+        # straight to Moshi, which is the fallback asked for, never to the cascade.
+        assert mode == "adaptive", body
+        assert body["text"] and body["audio_wav_base64"], body
+        return
+    hybrid = body["metadata"]["hybrid"]
     failed = {c["responder"]: c["error"] for c in hybrid["candidates"] if c["error"]}
     assert [e.split(":")[0] for e in failed.values()] == ["LLMIntegrationError"], hybrid
     assert hybrid["chosen"].startswith("moshi"), hybrid

@@ -216,14 +216,21 @@ def decode_audio(
     total = 0
     try:
         with sf.SoundFile(io.BytesIO(data), **_open_args(data, raw)) as handle:
-            for chunk in handle.blocks(blocksize=block, dtype="float32", always_2d=True):
+            # Not ``handle.blocks``: it trusts the declared length and pads short reads
+            # with stale buffer contents, so a header that claims more frames than the
+            # body holds (an MP3 Xing count, say) would decode to garbage.
+            while True:
+                chunk = handle.read(block, dtype="float32", always_2d=True)
                 total += len(chunk)
                 if total > limit:
                     raise ValidationError(
                         "audio is longer than its header says and than the maximum "
                         f"{policy.max_audio_length_seconds:.1f} s"
                     )
-                pieces.append(chunk.mean(axis=1, dtype=np.float32))
+                if len(chunk):
+                    pieces.append(chunk.mean(axis=1, dtype=np.float32))
+                if len(chunk) < block:
+                    break
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise ValidationError("audio data is corrupt or truncated") from exc
     mono = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)

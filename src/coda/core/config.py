@@ -65,9 +65,12 @@ class AudioConfig:
 
     Attributes:
         sample_rate: Audio sample rate in Hz (16000, 24000, 44100, 48000); replies use it.
-        channels: Number of audio channels (1=mono, 2=stereo).
-        format: Audio format ("wav", "mp3", "flac").
-        bit_depth: Audio bit depth (16, 24, 32).
+        channels: Number of audio channels (1=mono, 2=stereo) of the reply audio (the
+            voice is in both channels of stereo).
+        format: Audio format ("wav", "mp3", "flac") of the reply audio (responses and
+            streamed chunks).
+        bit_depth: Audio bit depth (16, 24, 32) of WAV and FLAC replies; FLAC holds at
+            most 24 bits, and MP3, being compressed, has no bit depth.
         enable_vad: Enable Voice Activity Detection.
         enable_noise_reduction: Enable noise reduction.
         enable_echo_cancellation: Enable echo cancellation.
@@ -160,6 +163,8 @@ class AudioConfig:
             raise ConfigurationError(
                 f"bit_depth must be one of {SUPPORTED_BIT_DEPTHS}, got {self.bit_depth}"
             )
+        if self.format == "flac" and self.bit_depth > 24:
+            raise ConfigurationError("FLAC holds at most 24 bits: use bit_depth 16 or 24, or wav")
         for name in ("vad_threshold", "noise_reduction_level"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -210,6 +215,8 @@ class VoiceConfig:
     store. ``enable_analytics`` keeps per-conversation figures (turns, modes,
     interruptions, mean first audio) for ``get_stats()["analytics"]``;
     ``metrics_enabled`` turns the server's Prometheus collection (``/metrics``) on.
+    ``log_level`` is the level of the ``coda`` loggers (process-wide: the last
+    ``VoiceManager`` made sets it).
 
     Example:
         >>> config = VoiceConfig(
@@ -304,6 +311,10 @@ class VoiceConfig:
             ConfigurationError: If any value is invalid.
         """
         self.audio.validate()
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigurationError(
+                f"log_level must be one of {LOG_LEVELS}, got {self.log_level!r}"
+            )
         if self.max_conversation_length < 1:
             raise ConfigurationError("max_conversation_length must be at least 1")
         if self.vram_limit_gb < 0:
@@ -340,6 +351,7 @@ class VoiceConfig:
 
 
 LLM_PROVIDER_NAMES = ("auto", "llamacpp", "ollama", "openai")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass

@@ -41,7 +41,22 @@ class VoiceMemoryConfig:
 
 @dataclass
 class VoicePersonalityConfig:
-    """Personality integration settings."""
+    """Personality integration settings.
+
+    Attributes:
+        enable_personality_injection: The speaker's traits, as instructions
+            ("Answer in at most 3 short sentences. Be warm."), open the LLM's prompt.
+        enable_response_adaptation: The reply is shaped to the traits: cut to the
+            sentence budget, spoken at the pace and volume below.
+        enable_personality_learning: Feedback, requests in the user's words
+            ("shorter please") and interruptions move the traits.
+        voice_confidence_factor: The reply's volume is scaled by
+            ``factor ** (2 × confidence − 1)``: louder when recognition was sure.
+        voice_engagement_factor: The speaking rate is ``factor ** (2 × pace − 1)``:
+            faster for a brisk pace trait (1 at the neutral pace 0.5).
+        adjustment_sensitivity: One step of a trait change (feedback moves 4 steps,
+            a request in the user's words 2, an interruption 1).
+    """
 
     enable_personality_injection: bool = True
     enable_response_adaptation: bool = True
@@ -53,7 +68,18 @@ class VoicePersonalityConfig:
 
 @dataclass
 class VoiceToolsConfig:
-    """Tools integration settings."""
+    """Tools integration settings.
+
+    Attributes:
+        enable_tool_injection: The relevant tools are described to the LLM (so it
+            can plan a call); off, only requests a tool's own parser reads are called.
+        enable_function_calling: Tools are called at all; off, no turn calls one.
+        auto_execute_tools: A chosen call runs at once; off, it is only reported
+            (``tool_calls_proposed`` in the response metadata).
+        max_tools_in_context: At most this many tools are offered per turn.
+        tool_relevance_threshold: A tool is offered only at this relevance or above
+            (in [0, 1]; see ``coda.integrations.tools``).
+    """
 
     enable_tool_injection: bool = True
     enable_function_calling: bool = True
@@ -64,7 +90,17 @@ class VoiceToolsConfig:
 
 @dataclass
 class VoiceLLMManagerConfig:
-    """LLM manager integration settings."""
+    """LLM manager integration settings (``VoiceLLMManagerIntegration``).
+
+    Attributes:
+        llm_provider: The provider the spec names (the manager's own LLM answers).
+        llm_model: The model the spec names.
+        voice_response_max_tokens: Token cap of a voice reply.
+        voice_temperature: Sampling temperature of a voice reply.
+        enable_streaming_for_voice: ``generate_streaming_voice_response`` yields
+            each spoken piece as it is ready; off, only the whole reply.
+        voice_timeout_seconds: Longest a voice reply may take.
+    """
 
     llm_provider: str = "ollama"
     llm_model: str = "gemma3:1b"

@@ -130,7 +130,8 @@ class VoiceResponse:
     Attributes:
         conversation_id: Conversation this response belongs to.
         text_content: Generated text response.
-        audio_data: Generated audio response (WAV bytes, optional).
+        audio_data: Generated audio response (optional), in ``AudioConfig``'s format,
+            bit depth, channels and sample rate (WAV by default).
         timestamp: When the response was generated.
         processing_time: Time taken to process (milliseconds).
         confidence_score: Confidence in the response quality (0.0-1.0).
@@ -194,7 +195,8 @@ class VoiceStreamChunk:
         kind: "transcript" (the user's words), "text" (a reply text delta),
             "audio" (a synthesized piece of the reply) or "final".
         text_content: Text of this chunk (transcript, delta, or sentence spoken).
-        audio_data: WAV bytes of this piece of the reply, for "audio" chunks.
+        audio_data: This piece of the reply, for "audio" chunks (and, without
+            streaming, the final one), encoded as ``AudioConfig`` says.
         is_final: True on the last chunk of the stream.
         timestamp: When the chunk was produced.
         elapsed_ms: Milliseconds since the turn started.

@@ -8,8 +8,9 @@
   caps, the pace and the volume; before the commit, the reply is checked against
   the sentence budget; after it, an interruption makes Coda briefer.
 - tools: before the reply, the call the request needs runs (``ToolCalled``) and
-  its result goes to the LLM.
-- sync: after the commit, the turn is mirrored into the text conversation store.
+  its result goes to the LLM; the tools offered are recorded (``tools_offered``).
+- sync: after the commit, the turn is mirrored into the text conversation store
+  (queued, with ``real_time_sync`` off, until the conversation ends or Coda stops).
 """
 
 from __future__ import annotations
@@ -135,16 +136,19 @@ class ToolsHook(Hook):
         recalled = self.memory_recalls and turn.options.allows(MemoryHook.name)
         skip = frozenset({MEMORY_TOOL}) if recalled else frozenset()
         client = turn.options.client_tools
-        planned = await self.tools.choose(turn.words, skip, client)
+        planned, offered = await self.tools.consider(turn.words, skip, client)
+        considered = {"tools_offered": [s["name"] for s in offered]}
         if planned is None:
-            return ReplyPlan()
+            return ReplyPlan(metadata=considered)
         name, arguments = planned
         if any(tool.name == name for tool in client):
             call = FunctionCallRequested(new_id("call"), name, json.dumps(arguments))
-            return ReplyPlan(client_call=call, metadata={"client_call": dataclasses.asdict(call)})
+            metadata = {**considered, "client_call": dataclasses.asdict(call)}
+            return ReplyPlan(client_call=call, metadata=metadata)
         results = await self.tools.execute(name, arguments)
-        if not results:
-            return ReplyPlan()
+        if not results:  # not run (auto_execute_tools is off): the caller may run it
+            proposed = [{"name": name, "arguments": arguments}]
+            return ReplyPlan(metadata={**considered, "tool_calls_proposed": proposed})
         events = [
             ToolCalled(r.tool_name, r.arguments, r.success, r.result, r.error, r.duration_ms)
             for r in results
@@ -152,7 +156,7 @@ class ToolsHook(Hook):
         return ReplyPlan(
             context=results_context(results),
             events=list(events),
-            metadata={"tool_results": [dataclasses.asdict(r) for r in results]},
+            metadata={**considered, "tool_results": [dataclasses.asdict(r) for r in results]},
         )
 
 
@@ -188,5 +192,8 @@ class SyncHook(Hook):
             await self.sync.sync_voice_response(reply)
 
     async def close(self) -> None:
-        """Close the text store the sync owns."""
-        await self.sync.close()
+        """Write what is still queued (``real_time_sync`` off), then close the text store."""
+        try:
+            await self.sync.flush()
+        finally:
+            await self.sync.close()

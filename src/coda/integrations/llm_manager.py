@@ -77,13 +77,21 @@ class VoiceLLMManagerIntegration:
     ) -> AsyncGenerator[VoiceResponse, None]:
         """The reply as it is spoken, one ``VoiceResponse`` per piece.
 
-        One partial response per audio piece, then the whole reply
-        (``metadata["is_final"]``); with ``enable_streaming_for_voice`` off, only
-        the final one.
+        One partial response per audio piece (its words and audio), then the whole
+        reply's text and metadata (``metadata["is_final"]``). With
+        ``enable_streaming_for_voice`` off, the reply is made whole and yielded once,
+        with all its audio.
 
         Raises:
             TimeoutError: If the reply takes longer than ``voice_timeout_seconds``.
         """
+        if not self.config.enable_streaming_for_voice:
+            whole = await self.generate_voice_response(
+                voice_message, conversation_state, enhanced_context
+            )
+            whole.metadata = {**whole.metadata, "is_final": True}
+            yield whole
+            return
         stream = self.llm_manager.process_streaming(
             voice_message, VoiceProcessingMode.LLM_ENHANCED, self._context(enhanced_context)
         )
@@ -99,7 +107,7 @@ class VoiceLLMManagerIntegration:
                     raise TimeoutError(
                         f"no voice reply within {self.config.voice_timeout_seconds:g} s"
                     ) from exc
-                if chunk.kind == "audio" and self.config.enable_streaming_for_voice:
+                if chunk.kind == "audio":
                     yield VoiceResponse(
                         chunk.conversation_id,
                         chunk.text_content or "",

@@ -250,7 +250,6 @@ class VoiceMemoryIntegration:
         return dict(self._stats)
 
     async def close(self) -> None:
-        """Close the memory system."""
-        if self._opened:
-            await self.memory_manager.close()
-            self._opened = False
+        """Close the memory system, also after an open that did not finish."""
+        self._opened = False
+        await self.memory_manager.close()

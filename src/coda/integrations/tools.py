@@ -9,8 +9,14 @@ llama.cpp, ``format`` on Ollama, ``json_schema`` on OpenAI-compatible servers),
 or "none" — unless the best tool, named by a keyword, reads its arguments
 straight from the words (its ``parse``), which skips the LLM round trip (about
 1.5–2 s with the embedded model here). The arguments are validated against the
-tool's schema and the tool runs with its timeout. Results, failures included, go back to the LLM as
-context, so a failing tool yields a spoken apology, never a crash.
+tool's schema and the tool runs with its timeout. Results, failures included, go
+back to the LLM as context, so a failing tool yields a spoken apology, never a crash.
+
+The switches (``VoiceToolsConfig``): without ``enable_function_calling`` no tool
+is ever called; without ``enable_tool_injection`` no tool is described to the
+LLM (neither to plan a call nor in ``enhance_voice_context``), so only requests
+a tool's own parser reads are called; without ``auto_execute_tools`` a chosen
+call is not run but reported (``tool_calls_proposed`` in the response metadata).
 """
 
 from __future__ import annotations
@@ -239,8 +245,14 @@ class VoiceToolsIntegration:
     async def plan(
         self, words: str, suggestions: list[dict[str, Any]], extra: Sequence[Tool] = ()
     ) -> tuple[str, dict[str, Any]] | None:
-        """Ask the LLM which suggested tool to call, and with what (None: no call)."""
+        """Ask the LLM which suggested tool to call, and with what (None: no call).
+
+        Only with ``enable_function_calling`` and ``enable_tool_injection`` (the
+        suggested tools are described to the LLM).
+        """
         if not suggestions or self.llm is None or not self.config.enable_function_calling:
+            return None
+        if not self.config.enable_tool_injection:  # the LLM is not told about any tool
             return None
         known = self._tools(extra)
         tools = [known[s["name"]] for s in suggestions if s["name"] in known]
@@ -294,18 +306,28 @@ class VoiceToolsIntegration:
         """The call a turn needs, among the registry's tools and ``extra`` (None: none).
 
         A request the best tool's parser understands is read directly; otherwise
-        the LLM plans the call. Tools in ``skip`` are not considered.
+        the LLM plans the call (with ``enable_tool_injection``). Tools in ``skip``
+        are not considered; without ``enable_function_calling`` nothing is called.
         """
+        planned, _ = await self.consider(words, skip, extra)
+        return planned
+
+    async def consider(
+        self, words: str, skip: frozenset[str] = frozenset(), extra: Sequence[Tool] = ()
+    ) -> tuple[tuple[str, dict[str, Any]] | None, list[dict[str, Any]]]:
+        """``choose``, with the suggestions the call was chosen from."""
+        if not self.config.enable_function_calling:
+            return None, []
         suggestions = await self.suggest(words, skip, extra)
         planned = self.parse(words, suggestions)
         if planned is not None:
             self.stats["parsed"] += 1
-            return planned
+            return planned, suggestions
         try:
-            return await self.plan(words, suggestions, extra)
+            return await self.plan(words, suggestions, extra), suggestions
         except LLMIntegrationError as exc:
             log.warning("tool planning failed: %s", exc)
-            return None
+            return None, suggestions
 
     async def execute(self, name: str, arguments: dict[str, Any]) -> list[ToolResult]:
         """Run a chosen call of the registry's (with ``auto_execute_tools``; else nothing)."""

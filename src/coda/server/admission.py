@@ -43,11 +43,10 @@ def origin_allowed(socket: WebSocket) -> bool:
     origin = socket.headers.get("origin")
     if origin is None:
         return True  # not a browser
+    if origin.split("://", 1)[-1] == socket.headers.get("host", ""):
+        return True  # the server's own page, whatever else is allowed
     allowed = socket.app.state.settings.allowed_origins
-    if allowed:
-        return origin in allowed or "*" in allowed
-    host = socket.headers.get("host", "")
-    return origin.split("://", 1)[-1] == host
+    return origin in allowed or "*" in allowed
 
 
 async def admit(socket: WebSocket, conversation_id: str) -> Admitted:
@@ -103,7 +102,8 @@ async def reported(socket: WebSocket, conversation_id: str) -> AsyncIterator[Non
 async def _close(socket: WebSocket, code: int, reason: str) -> None:
     """Close, unless the client is gone or stuck (a client that stopped reading)."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(socket.close(code, reason), CLOSE_SECONDS)
+        async with asyncio.timeout(CLOSE_SECONDS):  # not wait_for: it may swallow a cancel
+            await socket.close(code, reason)
 
 
 @asynccontextmanager

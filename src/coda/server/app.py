@@ -11,7 +11,8 @@ import contextlib
 import logging
 import secrets
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -91,14 +92,25 @@ def _generated_key() -> str:
     return key
 
 
-def create_app(settings: ServerSettings, manager: VoiceManager | None = None) -> FastAPI:
-    """The application; it initializes ``manager`` (or one from ``settings``) at start-up."""
+def create_app(
+    settings: ServerSettings,
+    manager: VoiceManager | None = None,
+    now: Callable[[], float] | None = None,
+) -> FastAPI:
+    """The application; it initializes ``manager`` (or one from ``settings``) at start-up.
+
+    Args:
+        settings: What ``coda serve`` reads.
+        manager: The engine (None: one from ``settings``).
+        now: The rate limits' clock in seconds (None: a monotonic clock here, the
+            database's for limits shared over PostgreSQL); tests inject one.
+    """
     voice = manager or VoiceManager(settings.voice_config())
     keys = ApiKeys(settings.api_keys, settings.api_key_hashes)
     if not keys:
         keys = ApiKeys([_generated_key()], [])
 
-    limits, sessions = build_limits(settings)
+    limits, sessions = build_limits(settings, now)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -128,7 +140,9 @@ def create_app(settings: ServerSettings, manager: VoiceManager | None = None) ->
     app.state.keys = keys
     app.state.limits = limits
     app.state.registry = sessions
-    app.state.auth_failures = RateLimiter(settings.auth_failures_per_minute)
+    app.state.auth_failures = RateLimiter(
+        settings.auth_failures_per_minute, now=now or time.monotonic
+    )
     app.state.metrics = Metrics(voice.config.metrics_enabled)
     app.state.sessions = 0
     app.add_middleware(Guard, max_body=settings.max_upload_bytes, public_docs=settings.public_docs)

@@ -8,7 +8,9 @@ database, so a key gets its limits once, not once per instance.
 from __future__ import annotations
 
 import secrets
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol
 
 from coda.server.security import RateLimiter
@@ -90,17 +92,25 @@ class LocalSessions:
             self._open[key] -= 1
 
 
-def build_limits(settings: ServerSettings) -> tuple[RateLimits, SessionRegistry]:
-    """The limits for the store ``settings`` name: shared over PostgreSQL, else local."""
+def build_limits(
+    settings: ServerSettings, now: Callable[[], float] | None = None
+) -> tuple[RateLimits, SessionRegistry]:
+    """The limits for the store ``settings`` name: shared over PostgreSQL, else local.
+
+    Args:
+        settings: The limits and the store.
+        now: The rate limits' clock in seconds (None: a monotonic clock here, the
+            database's when shared).
+    """
     location = settings.voice_config().store_location()
     if location.kind == "postgresql":
         from coda.store.postgres.server_state import PostgresRateLimits, PostgresSessions
 
         return (
-            PostgresRateLimits(location.target, settings.rate_limit_per_minute),
+            PostgresRateLimits(location.target, settings.rate_limit_per_minute, now),
             PostgresSessions(location.target, settings.max_sessions_per_key),
         )
     return (
-        LocalRateLimits(settings.rate_limit_per_minute),
+        LocalRateLimits(settings.rate_limit_per_minute, now=now or time.monotonic),
         LocalSessions(settings.max_sessions_per_key),
     )

@@ -103,8 +103,11 @@ class Link:
             Closed: When the client was idle too long, or the message is too big.
             WebSocketDisconnect: When the client has gone.
         """
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+        # that comes as the awaited call completes, and the session could not end.
         try:
-            message = await asyncio.wait_for(self.socket.receive(), self.idle)
+            async with asyncio.timeout(self.idle):
+                message = await self.socket.receive()
         except TimeoutError:
             raise Closed(errors.POLICY, f"idle for {self.idle:g} s") from None
         if message["type"] == "websocket.disconnect":
@@ -144,7 +147,8 @@ class Link:
         """
         send = self.socket.send_text if isinstance(message, str) else self.socket.send_bytes
         try:
-            await asyncio.wait_for(send(message), self.send_timeout)  # type: ignore[arg-type]
+            async with asyncio.timeout(self.send_timeout):  # not wait_for: see ``receive``
+                await send(message)  # type: ignore[arg-type]
         except TimeoutError:
             raise Closed(errors.POLICY, "the client is not reading") from None
         except RuntimeError:

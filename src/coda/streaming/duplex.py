@@ -194,8 +194,9 @@ class DuplexSession:
         """
         ending = self._ending
         if ending is not None and not ending.done():  # the turn's reply is being started
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(ending), CLOSE_WAIT_SECONDS)
+            # asyncio.wait neither raises the turn's own failure (reported with the
+            # turn) nor, unlike wait_for on Python 3.11, swallows a cancel of close().
+            await asyncio.wait({ending}, timeout=CLOSE_WAIT_SECONDS)
         tasks: list[asyncio.Future[Any]] = [t for t in (*self._checks, self._ending) if t]
         if self._pause.task is not None:
             tasks.append(self._pause.task)

@@ -6,7 +6,6 @@ import asyncio
 import inspect
 import json
 import re
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from coda.core.models import ToolResult
+from coda.deadline import LOOP_CLOCK, Clock, within
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_ERRORS = 3
@@ -61,9 +61,15 @@ class Tool:
 
 
 class ToolRegistry:
-    """Tools by name, described for a language model and called safely."""
+    """Tools by name, described for a language model and called safely.
 
-    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+    Args:
+        tools: The tools to register.
+        clock: What each call's timeout and duration are measured on.
+    """
+
+    def __init__(self, tools: Iterable[Tool] = (), clock: Clock = LOOP_CLOCK) -> None:
+        self.clock = clock
         self._tools: dict[str, Tool] = {}
         self._validators: dict[str, Draft202012Validator] = {}
         for tool in tools:
@@ -130,7 +136,7 @@ class ToolRegistry:
             name: The tool's name.
             arguments: The arguments, as a mapping or a JSON object string (None: none).
         """
-        start = time.perf_counter()
+        start = self.clock.time()
         args, error = _parse_arguments(arguments)
         tool = self._tools.get(name)
         if tool is None:
@@ -138,16 +144,26 @@ class ToolRegistry:
         elif error is None:
             error = self._validation_error(name, args)
         if tool is None or error is not None:
-            return _failure(name, args, error, start)
+            return self._failure(name, args, error, start)
         try:
-            value = await asyncio.wait_for(_invoke(tool.run, args), tool.timeout_seconds)
+            value = await within(_invoke(tool.run, args), tool.timeout_seconds, self.clock)
         except TimeoutError:
             error = f"tool {name!r} timed out after {tool.timeout_seconds:g} s"
-            return _failure(name, args, error, start)
+            return self._failure(name, args, error, start)
         except Exception as exc:
             error = f"tool {name!r} failed: {type(exc).__name__}: {exc}"
-            return _failure(name, args, error, start)
-        return ToolResult(name, args, True, result=value, duration_ms=_elapsed_ms(start))
+            return self._failure(name, args, error, start)
+        return ToolResult(name, args, True, result=value, duration_ms=self._elapsed_ms(start))
+
+    def _failure(
+        self, name: str, args: dict[str, Any], error: str | None, start: float
+    ) -> ToolResult:
+        """A failed ``ToolResult``."""
+        return ToolResult(name, args, False, error=error, duration_ms=self._elapsed_ms(start))
+
+    def _elapsed_ms(self, start: float) -> float:
+        """Milliseconds on the registry's clock since ``start`` (one of its readings)."""
+        return (self.clock.time() - start) * 1000.0
 
     def _validation_error(self, name: str, args: dict[str, Any]) -> str | None:
         """Why ``args`` do not match the schema of tool ``name``, or None when they do."""
@@ -192,13 +208,3 @@ def _parse_arguments(
     if not isinstance(arguments, Mapping):
         return {}, f"arguments must be an object, got {type(arguments).__name__}"
     return dict(arguments), None
-
-
-def _failure(name: str, args: dict[str, Any], error: str | None, start: float) -> ToolResult:
-    """A failed ``ToolResult``."""
-    return ToolResult(name, args, False, error=error, duration_ms=_elapsed_ms(start))
-
-
-def _elapsed_ms(start: float) -> float:
-    """Milliseconds since ``start`` (a ``time.perf_counter()`` reading)."""
-    return (time.perf_counter() - start) * 1000.0

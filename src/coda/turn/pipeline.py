@@ -28,7 +28,7 @@ from coda.core.config import VoiceConfig
 from coda.core.enums import VoiceProcessingMode
 from coda.core.errors import VoiceProcessingError
 from coda.core.models import ConversationState, ConversationTurn, VoiceMessage
-from coda.deadline import with_deadline
+from coda.deadline import LOOP_CLOCK, Clock, with_deadline
 from coda.modes.clock import TurnClock
 from coda.modes.responder import TurnRequest
 from coda.modes.selection import requested_mode
@@ -67,8 +67,11 @@ class TurnPipeline:
         hooks: Sequence[TurnHooks],
         engine_info: EngineInfo,
         summarizer: Summarizer | None = None,
+        deadline_clock: Clock = LOOP_CLOCK,
     ) -> None:
         self.config = config
+        self.deadline_clock = deadline_clock
+        """What ``StreamingConfig.turn_timeout_seconds`` is measured on."""
         self.conversations = conversations
         self.intake = intake
         self.recognizer = recognizer
@@ -143,7 +146,7 @@ class TurnPipeline:
                 turn.state = await self.conversations.open(turn.conversation_id)
                 stages = self._stages(turn, audio, text, requested, clock, commit, transcript)
                 async for event in with_deadline(
-                    stages, self.config.streaming.turn_timeout_seconds
+                    stages, self.config.streaming.turn_timeout_seconds, self.deadline_clock
                 ):
                     yield event
         except VoiceProcessingError as error:

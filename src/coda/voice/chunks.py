@@ -7,8 +7,7 @@ import time
 
 import numpy as np
 
-from coda.audio.encode import encode_wav
-from coda.core.config import VoiceConfig
+from coda.core.config import AudioConfig, VoiceConfig
 from coda.core.models import VoiceStreamChunk
 from coda.turn.events import (
     MemoryRecalled,
@@ -19,13 +18,13 @@ from coda.turn.events import (
     TurnEvent,
     TurnOutcome,
 )
-from coda.turn.outcome import to_response
+from coda.voice.output import encode_reply, response_of
 
 
-def _wavs(samples: np.ndarray, rate: int, size: int) -> list[bytes]:
-    """``samples`` as WAV chunks of at most ``size`` samples (0: one chunk)."""
+def _pieces(samples: np.ndarray, rate: int, size: int, audio: AudioConfig) -> list[bytes]:
+    """``samples`` as files (``audio``'s format) of at most ``size`` samples (0: one)."""
     step = size or max(1, len(samples))
-    return [encode_wav(samples[i : i + step], rate) for i in range(0, len(samples), step)]
+    return [encode_reply(samples[i : i + step], rate, audio) for i in range(0, len(samples), step)]
 
 
 class StreamChunker:
@@ -67,10 +66,11 @@ class StreamChunker:
 
         Kinds: "transcript", "memory" (metadata: the memories recalled), "tool"
         (metadata: name, arguments, result or error), "text" (a reply delta),
-        "audio" (WAV of a piece of the reply, with the words it says), "final".
+        "audio" (a piece of the reply in ``AudioConfig``'s format, with the words it
+        says), "final".
         """
         if isinstance(event, TurnOutcome):
-            response = await asyncio.to_thread(to_response, event, self.config.audio.bit_depth)
+            response = await asyncio.to_thread(response_of, event, self.config.audio)
             return [
                 self._chunk(
                     "final",
@@ -92,11 +92,12 @@ class StreamChunker:
         if isinstance(event, TextDelta):
             return [self._chunk("text", event.text)]
         if isinstance(event, SpokenPiece):
-            wavs = await asyncio.to_thread(
-                _wavs,
+            pieces = await asyncio.to_thread(
+                _pieces,
                 event.audio.samples,
                 event.audio.sample_rate,
                 self.config.stream_chunk_samples,
+                self.config.audio,
             )
-            return [self._chunk("audio", event.text, audio_data=wav) for wav in wavs]
+            return [self._chunk("audio", event.text, audio_data=piece) for piece in pieces]
         return []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -33,11 +33,11 @@ from coda.store.conversations import Conversations
 from coda.turn.context import TurnContext, TurnOptions
 from coda.turn.events import TurnOutcome
 from coda.turn.intake import Intake
-from coda.turn.outcome import to_response
 from coda.turn.pipeline import TurnPipeline
 from coda.turn.recognition import Recognizer
 from coda.turn.respond import Responders
 from coda.turn.summary import Summarizer
+from coda.voice.output import response_of
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,7 @@ class VoiceEngine:
                     loads.append(self.smart_turn.load())
             loads += [hook.open() for hook in hooks]
             report("load models", 0, len(loads))
-            for loaded, load in enumerate(asyncio.as_completed(loads), start=1):
-                await load
-                report("load models", loaded, len(loads))
+            await self._load_all(loads, report)
             self.built = await build_responders(self.config, self.llm, self.tts)
             responders = Responders(
                 self.built.responders,
@@ -158,6 +156,23 @@ class VoiceEngine:
             await self.cleanup()
             raise
         log.info("voice engine ready; language model: %s (%s)", self.llm.name, self.llm_reason)
+
+    @staticmethod
+    async def _load_all(loads: Sequence[Awaitable[Any]], report: Progress) -> None:
+        """Run the loads at once; if one fails, the others are cancelled and waited for.
+
+        A load left running after ``cleanup()`` would start its threads anyway.
+        """
+        tasks = [asyncio.ensure_future(load) for load in loads]
+        try:
+            for loaded, load in enumerate(asyncio.as_completed(tasks), start=1):
+                await load
+                report("load models", loaded, len(tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def _warm_up(self) -> None:
         """One pass through each model, so the first real turn is not the slow one.
@@ -191,13 +206,16 @@ class VoiceEngine:
     async def respond(
         self, message: VoiceMessage, mode: VoiceProcessingMode | str | None, options: TurnOptions
     ) -> VoiceResponse:
-        """Answer a whole message through the pipeline: the spec's ``VoiceResponse``."""
+        """Answer a whole message through the pipeline: the spec's ``VoiceResponse``.
+
+        Its audio is in ``AudioConfig``'s format, bit depth and channels.
+        """
         outcome: TurnOutcome | None = None
         async for event in self.require_ready().message(message, mode, options):
             if isinstance(event, TurnOutcome):
                 outcome = event
         assert outcome is not None
-        return await asyncio.to_thread(to_response, outcome, self.config.audio.bit_depth)
+        return await asyncio.to_thread(response_of, outcome, self.config.audio)
 
     async def cleanup(self) -> None:
         """Free every model, the integrations and the store. Safe to call twice."""

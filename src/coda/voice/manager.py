@@ -42,8 +42,8 @@ class VoiceManager(VoiceManagerInterface):
     def __init__(self, config: VoiceConfig | None = None) -> None:
         """Initialize voice manager with configuration."""
         self.config = config or VoiceConfig()
+        self.engine = VoiceEngine(self.config)  # validates the config first
         logging.getLogger("coda").setLevel(self.config.log_level.upper())
-        self.engine = VoiceEngine(self.config)
 
     async def initialize(self, progress: Progress | None = None) -> None:
         """Initialize all voice processing components.
@@ -84,7 +84,8 @@ class VoiceManager(VoiceManagerInterface):
                 this turn may use) and ``user_feedback`` (about the last reply).
 
         Returns:
-            VoiceResponse with WAV audio, the reply text, timings and scores.
+            VoiceResponse with the reply's audio (``AudioConfig``'s format, bit
+            depth, channels and rate), the reply text, timings and scores.
 
         Raises:
             VoiceProcessingError: If processing fails.
@@ -134,12 +135,17 @@ class VoiceManager(VoiceManagerInterface):
     async def end_conversation(self, conversation_id: str) -> None:
         """End an active voice conversation.
 
+        Its turns still queued for the text store (``real_time_sync`` off) are written.
+
         Raises:
             ConversationError: If conversation not found.
         """
         pipeline = self.engine.require_ready()
         await self.engine.conversations.end(conversation_id)
         pipeline.forget(conversation_id)
+        sync = self.engine.integrations.sync
+        if sync is not None:
+            await sync.flush(conversation_id)
 
     async def get_conversation_state(self, conversation_id: str) -> ConversationState | None:
         """The conversation's state, or None if it is unknown."""

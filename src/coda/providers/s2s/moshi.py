@@ -21,6 +21,7 @@ import numpy as np
 from coda.audio.decode import resample
 from coda.core.errors import MoshiConnectionError
 from coda.core.provider_config import MoshiConfig
+from coda.deadline import LOOP_CLOCK, Clock
 from coda.providers.base import SpeechAudio
 from coda.providers.s2s import moshi_protocol as protocol
 from coda.providers.s2s.moshi_pool import MoshiPool
@@ -49,13 +50,17 @@ class MoshiSpeechToSpeech:
         config: Servers, timeouts, sampling and reply-end settings.
         pool: The servers' pool (default: one of ``config``'s own); share one
             with live calls, so that each server serves one session at a time.
+        clock: What the receive timeout (and a default pool's timeouts) is measured on.
     """
 
     name = "moshi"
 
-    def __init__(self, config: MoshiConfig, pool: MoshiPool | None = None) -> None:
+    def __init__(
+        self, config: MoshiConfig, pool: MoshiPool | None = None, clock: Clock = LOOP_CLOCK
+    ) -> None:
         self.config = config
-        self.pool = pool or MoshiPool(config)
+        self.clock = clock
+        self.pool = pool or MoshiPool(config, clock=clock)
         self.finish_reason: str | None = None
         """Why the last reply ended: "silence", "length" or "closed"."""
 
@@ -143,22 +148,23 @@ class MoshiSpeechToSpeech:
         """
         timeout = self.config.receive_timeout_seconds
         receive = asyncio.ensure_future(session.receive())
+        timer = asyncio.ensure_future(self.clock.sleep(timeout))
         try:
             while not receive.done():
                 # A sender that has sent all its frames is no reason to stop waiting.
-                watched = {receive} if sender.done() else {receive, sender}
-                done, _ = await asyncio.wait(
-                    watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not done:
+                watched = {receive, timer} if sender.done() else {receive, sender, timer}
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                if receive.done():
+                    break
+                if timer.done():
                     raise MoshiConnectionError(f"Moshi sent nothing for {timeout:g} s")
-                if sender in done and (error := sender.exception()) is not None:
+                if sender.done() and (error := sender.exception()) is not None:
                     raise error
         finally:
+            timer.cancel()
             if not receive.done():
                 receive.cancel()
-                with contextlib.suppress(asyncio.CancelledError, MoshiConnectionError):
-                    await receive
+            await asyncio.wait({receive, timer})
         return receive.result()
 
     @staticmethod

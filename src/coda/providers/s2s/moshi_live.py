@@ -126,7 +126,11 @@ class MoshiLiveBridge:
         # timeout is hung (or cut off), and the call moves on to a new session.
         timeout = self.config.receive_timeout_seconds
         try:
-            while (output := await asyncio.wait_for(session.receive(), timeout)) is not None:
+            while True:
+                async with asyncio.timeout(timeout):  # not wait_for: it may swallow a cancel
+                    output = await session.receive()
+                if output is None:
+                    break
                 await self._events.put(output)
             error = MoshiConnectionError("the Moshi server ended the session")
         except TimeoutError:

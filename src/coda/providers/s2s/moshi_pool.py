@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from coda.core.errors import MoshiConnectionError
 from coda.core.provider_config import MoshiConfig
+from coda.deadline import LOOP_CLOCK, Clock
 from coda.providers.s2s.moshi_session import MoshiSession
 
 STATES = ("free", "busy", "unhealthy")
@@ -49,11 +50,18 @@ class MoshiPool:
     Args:
         config: The servers, timeouts and ``recheck_seconds``.
         now: A monotonic clock in seconds.
+        clock: What each session's connect and handshake timeouts are measured on.
     """
 
-    def __init__(self, config: MoshiConfig, now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: MoshiConfig,
+        now: Callable[[], float] = time.monotonic,
+        clock: Clock = LOOP_CLOCK,
+    ) -> None:
         self.config = config
         self.now = now
+        self.clock = clock
         self.servers = [MoshiServer(url) for url in config.servers()]
         self._choosing = asyncio.Lock()
 
@@ -92,7 +100,7 @@ class MoshiPool:
                 server.busy, server.last_used = True, self.now()
             tried[server.url] = ""
             try:
-                session = await MoshiSession.open(self._settings(), server.url)
+                session = await MoshiSession.open(self._settings(), server.url, self.clock)
             except MoshiConnectionError as exc:
                 server.busy, server.last_error = False, str(exc)
                 server.failures += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, WebSocke
 
 from coda.core.errors import MoshiConnectionError
 from coda.core.provider_config import MoshiConfig
+from coda.deadline import LOOP_CLOCK, Clock, within
 from coda.providers.s2s import moshi_protocol as protocol
 from coda.providers.s2s.moshi_protocol import Control, Handshake, Kind
 
@@ -99,8 +99,15 @@ class MoshiSession:
         """Called once when the session closes (a pool frees its server)."""
 
     @classmethod
-    async def open(cls, config: MoshiConfig, server: str) -> MoshiSession:
+    async def open(
+        cls, config: MoshiConfig, server: str, clock: Clock = LOOP_CLOCK
+    ) -> MoshiSession:
         """Connect to ``server`` and wait for the handshake.
+
+        Args:
+            config: Timeouts, sampling and keep-alive settings.
+            server: The server's websocket URL.
+            clock: What the connect and handshake timeouts are measured on.
 
         Raises:
             MoshiConnectionError: If the server is unreachable, refuses the socket,
@@ -109,7 +116,7 @@ class MoshiSession:
         """
         url = session_url(config, server)
         try:
-            ws = await asyncio.wait_for(
+            ws = await within(
                 # A hung server must not hold up closing: abort after half a second.
                 connect(
                     url,
@@ -121,6 +128,7 @@ class MoshiSession:
                     close_timeout=0.5,
                 ),
                 config.connect_timeout_seconds,
+                clock,
             )
         except TimeoutError:
             raise MoshiConnectionError(
@@ -132,8 +140,8 @@ class MoshiSession:
                 f"cannot connect to the Moshi server at {server}: {exc}"
             ) from exc
         try:
-            handshake, metadata = await asyncio.wait_for(
-                cls._await_handshake(ws), config.handshake_timeout_seconds
+            handshake, metadata = await within(
+                cls._await_handshake(ws), config.handshake_timeout_seconds, clock
             )
         except BaseException as exc:
             with contextlib.suppress(Exception):
