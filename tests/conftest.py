@@ -286,6 +286,7 @@ def launch(
         "max_frame_bytes": "8192",
         # 20 sockets at once in test_server (the default follows this machine's cores)
         "max_sessions": "24",
+        "turn_timeout_seconds": str(HANG_GUARD_SECONDS),
         "llm": '"llamacpp"',
         "store": f'"{store or folder / "server.sqlite3"}"',
     }

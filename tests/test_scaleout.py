@@ -9,6 +9,7 @@ message), never a guess of how fast this machine is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -36,14 +37,32 @@ def shared(postgres: ThrowawayPostgres) -> str:
     return postgres.create_database("scaleout")
 
 
-@pytest.fixture(scope="module")
-def pair(shared: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
+@contextlib.contextmanager
+def two_instances(
+    shared: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, Server]]:
     """Instances A and B, each a ``coda serve`` process, on the one database."""
     with (
         serving(tmp_path_factory.mktemp("a"), store=shared, rate_limit=RATE) as a,
         serving(tmp_path_factory.mktemp("b"), store=shared, rate_limit=RATE) as b,
     ):
         yield a, b
+
+
+@pytest.fixture(scope="module")
+def pair(shared: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
+    """The module's two instances."""
+    with two_instances(shared, tmp_path_factory) as servers:
+        yield servers
+
+
+@pytest.fixture
+def doomed_pair(
+    shared: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, Server]]:
+    """Two instances of the test's own: it kills A, and the module's pair lives on."""
+    with two_instances(shared, tmp_path_factory) as servers:
+        yield servers
 
 
 async def say_text(server: Server, cid: str, text: str, **fields: Any) -> dict[str, Any]:
@@ -155,9 +174,9 @@ async def spoken_turn(server: Server, cid: str, speech: np.ndarray, kill: Any = 
 
 
 async def test_kill_9_mid_run_loses_no_acknowledged_turn(
-    pair: tuple[Server, Server], shared: str, say: Say
+    doomed_pair: tuple[Server, Server], shared: str, say: Say
 ) -> None:
-    a, b = pair
+    a, b = doomed_pair
     questions = [f"What is {n} plus {n}?" for n in range(1, 11)]
     speech = [await say(q) for q in questions]
     acknowledged: dict[str, list[str]] = {"crash-rest": [], "crash-ws": []}

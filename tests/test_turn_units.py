@@ -34,7 +34,7 @@ from coda.modes.moshi import SPEECH_NEEDED
 from coda.modes.responder import TurnRequest
 from coda.modes.selection import ModeDecision
 from coda.providers.llm.openai_compat import OpenAICompatLLM
-from coda.providers.scheduler import current_ticket
+from coda.providers.scheduler import Priority, Ticket, current_ticket
 from coda.providers.stt.faster_whisper import FasterWhisperSTT
 from coda.providers.tts.piper import PiperTTS
 from coda.testing.ports import free_port
@@ -657,3 +657,72 @@ async def test_a_strict_moshi_turn_fails_and_recognition_stops(piper: PiperTTS) 
         async for _ in responders.answer(request, answer, TurnClock(), "c", recognizing()):
             pass
     assert started.is_set() and answer.finished is None
+
+
+async def test_a_waiting_turn_makes_the_speakers_learning_urgent() -> None:
+    queue = BackgroundQueue(max_size=10)
+    assert await queue.settled("ana", timeout=0)  # nothing queued: settled at once
+    tickets: list[Ticket] = []
+    running, release = asyncio.Event(), asyncio.Event()
+
+    async def learning() -> None:
+        ticket = current_ticket.get()
+        assert ticket is not None
+        tickets.append(ticket)
+        running.set()
+        await release.wait()
+
+    queue.submit("ana", "first", learning)
+    await running.wait()
+    assert not tickets[0].awaited and tickets[0].priority("llm") is Priority.BACKGROUND
+    waiter = asyncio.create_task(queue.settled("ana", timeout=30))
+    await asyncio.sleep(0)  # the waiter marks ana's work urgent before it first waits
+    assert tickets[0].awaited and tickets[0].priority("llm") is Priority.FIRST_WORDS
+    running.clear()
+    queue.submit("ana", "second", learning)  # queued while the turn waits: urgent too
+    release.set()
+    await running.wait()
+    assert tickets[1].awaited
+    assert await waiter
+    running.clear()
+    queue.submit("ana", "third", learning)  # no turn waits any more: background again
+    await running.wait()
+    assert not tickets[2].awaited
+    await queue.close()
+
+
+async def test_drain_waits_for_detached_rests_and_failures_are_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue = BackgroundQueue(max_size=2)
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def learning() -> None:
+        ticket = current_ticket.get()
+        assert ticket is not None
+        ticket.optional = True
+        await release.wait()
+        seen.append("model")
+
+    async def failing() -> None:
+        raise RuntimeError("a learning bug")
+
+    queue.submit("ana", "learn", learning)
+    assert await queue.settled("ana", timeout=30, optional=False)
+    for _ in range(2):
+        queue.submit("bob", "broken", failing)
+    assert not queue.submit("bob", "extra", failing)
+    assert not queue.submit("bob", "extra", failing)
+    assert await queue.settled("bob", timeout=30)
+    draining = asyncio.create_task(queue.drain())
+    release.set()
+    await draining
+    assert seen == ["model"]  # drained only once the detached rest had run
+    snapshot = queue.snapshot()
+    assert (snapshot["failed"], snapshot["dropped"], snapshot["failures"]) == (2, 2, {"broken": 2})
+    failures = [r for r in caplog.records if r.getMessage() == "background job broken failed"]
+    assert len(failures) == 2 and failures[0].exc_info is not None
+    assert isinstance(failures[0].exc_info[1], RuntimeError)
+    assert "background queue full: dropped extra" in caplog.messages
+    await queue.close()

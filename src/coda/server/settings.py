@@ -21,6 +21,7 @@ from pydantic_settings import (
 
 from coda.core.config import LLMConfig, MoshiConfig, VoiceConfig
 from coda.core.enums import VoiceProcessingMode
+from coda.core.streaming_config import StreamingConfig
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -82,6 +83,8 @@ class ServerSettings(BaseSettings):
         auth_failures_per_minute: Failed key checks one client address may make per
             minute; past them, everything from it is refused (429) until they refill.
         analytics: Per-conversation figures in the engine's stats.
+        turn_timeout_seconds: Longest a turn may take before it is cancelled and
+            answered with a timeout (``StreamingConfig.turn_timeout_seconds``).
     """
 
     model_config = SettingsConfigDict(env_prefix="CODA_", extra="forbid")
@@ -119,6 +122,7 @@ class ServerSettings(BaseSettings):
     public_docs: bool = False
     auth_failures_per_minute: int = Field(default=20, ge=1)
     analytics: bool = True
+    turn_timeout_seconds: float = Field(default=StreamingConfig.turn_timeout_seconds, gt=0)
 
     @field_validator("api_keys", "api_key_hashes", "allowed_origins", "moshi_urls", mode="before")
     @classmethod
@@ -151,6 +155,7 @@ class ServerSettings(BaseSettings):
             max_concurrent_conversations=max(
                 VoiceConfig.max_concurrent_conversations, 2 * self.max_sessions
             ),
+            streaming=StreamingConfig(turn_timeout_seconds=self.turn_timeout_seconds),
         )
 
 
