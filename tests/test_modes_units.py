@@ -477,13 +477,13 @@ def test_audio_frames_of_one_sample_and_a_short_peak_at_the_silence_level() -> N
 
 def test_the_splitter_defaults() -> None:
     # 160 characters at most, no early first clause or phrase unless asked for.
-    words = "word " * 32  # 160 characters, then one more word
+    words = "word " * 32  # 160 characters
     splitter = SentenceSplitter()
     assert splitter.feed(words) == []
-    assert splitter.feed("more ") == [words.strip()]
-    assert split_sentences("Hello there, my friend, how are you today?") == [
-        "Hello there, my friend, how are you today?"
-    ]
+    assert splitter.feed("x") == [words.strip()]  # 161: past the limit
+    assert split_sentences(words + "x") == [words.strip(), "x"]
+    question = "Hello there, my friend, how are you today?"
+    assert SentenceSplitter().feed(question) == [question]
     assert SentenceSplitter(first_clause_min_words=2).feed("One two three four five six ") == []
     assert SentenceSplitter().feed("Wow!") == ["Wow!"]  # "!" ends a sentence at once
 
@@ -503,6 +503,9 @@ def test_the_first_phrase_waits_for_whole_words() -> None:
     splitter = SentenceSplitter(first_clause_min_words=2, first_piece_max_words=4)
     assert splitter.feed("Alpha beta gamma delta epsi") == []  # "epsi" may go on
     assert splitter.feed("lon zeta ") == ["Alpha beta gamma delta"]
+    # Five whole words and one that may go on: past four, so the cut comes now.
+    early = SentenceSplitter(first_clause_min_words=2, first_piece_max_words=4)
+    assert early.feed("Alpha beta gamma delta epsilon zeta") == ["Alpha beta gamma delta"]
 
 
 @pytest.mark.parametrize(

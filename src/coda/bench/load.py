@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import secrets
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import websockets
 
@@ -233,6 +235,26 @@ async def speak_turn(
             await sender
 
 
+async def background_settled(server: Server, limit: float = TURN_SECONDS) -> None:
+    """Wait until the server's background learning is done (``coda_background_jobs``).
+
+    What the warm-up turns teach loads the background model on first use (the
+    embedded LLM's twin): a baseline taken before that would count it as growth.
+    Servers without ``/metrics`` are not waited for.
+    """
+    async with httpx.AsyncClient(timeout=30) as client, asyncio.timeout(limit):
+        while True:
+            answer = await client.get(
+                f"{server.url}/metrics", headers={"X-API-Key": server.api_key}
+            )
+            if answer.status_code != 200:
+                return
+            jobs = re.search(r"^coda_background_jobs (\S+)$", answer.text, re.MULTILINE)
+            if jobs is None or float(jobs.group(1)) == 0:
+                return
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+
 async def run_load(
     server: Server,
     clips: list[np.ndarray],
@@ -259,6 +281,7 @@ async def run_load(
             for i in range(warmup)
         )
     )
+    await background_settled(server)
     pid = server.pid
     baseline = tree_rss_mib(pid) if pid is not None else 0.0
     samples: list[tuple[float, float]] = []

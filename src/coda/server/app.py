@@ -144,6 +144,9 @@ def create_app(
         settings.auth_failures_per_minute, now=now or time.monotonic
     )
     app.state.metrics = Metrics(voice.config.metrics_enabled)
+    app.state.metrics.background_jobs.set_function(
+        lambda: voice.engine.pipeline.background.pending if voice.engine.pipeline else 0
+    )
     app.state.sessions = 0
     app.add_middleware(Guard, max_body=settings.max_upload_bytes, public_docs=settings.public_docs)
     if settings.allowed_origins:

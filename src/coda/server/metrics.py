@@ -75,6 +75,11 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.background_jobs = Gauge(
+            "coda_background_jobs",
+            "Background learning jobs waiting or running (memories, traits, sync)",
+            registry=self.registry,
+        )
         self.http_requests = Counter(
             "coda_http_requests",
             "API requests, by route and status",

@@ -60,6 +60,11 @@ class BackgroundQueue:
         self.stats = {"queued": 0, "done": 0, "failed": 0, "dropped": 0}
         self.failures: Counter[str] = Counter()
 
+    @property
+    def pending(self) -> int:
+        """Jobs waiting or running, with the optional rests of jobs still running."""
+        return sum(self._pending.values()) + len(self._detached)
+
     def submit(self, key: str, name: str, job: Job) -> bool:
         """Queue ``job`` (named for the logs) under ``key``; False if it was dropped."""
         if sum(len(chain) for chain in self._chains.values()) >= self._max:
