@@ -642,6 +642,30 @@ async def test_moshi_failing_mid_turn_falls_back_to_the_cascade(piper: PiperTTS)
     assert ("c", CASCADE) not in responders.policy.stats  # it did not fail
 
 
+async def test_with_the_llm_and_moshi_both_down_a_turn_falls_back_once_and_fails(
+    piper: PiperTTS,
+) -> None:
+    """Each failure could hand the turn to the other: it may, once, then the turn fails."""
+    closed = LLMConfig(provider="openai", base_url=f"http://127.0.0.1:{free_port()}/v1")
+    llm = OpenAICompatLLM(closed)
+    cascade = CascadeResponder(
+        llm, piper, closed, StreamingConfig(), max_history_turns=4, output_rate=24000
+    )
+    responders = _responders({})
+    responders.by_mode[CASCADE] = cascade
+    answer = Answer(ModeDecision(ADAPTIVE, CASCADE, "strongest"))
+    request = TurnRequest("What is the capital of France?", (), audio=np.full(16000, 0.1))
+    try:
+        with pytest.raises(MoshiConnectionError):
+            async for _ in responders.answer(request, answer, TurnClock(), "c"):
+                pass
+    finally:
+        await llm.close()
+    assert answer.decision.chosen is MOSHI  # the one fallback, which failed too
+    assert responders.policy.stats[("c", CASCADE)].failures == 1
+    assert responders.policy.stats[("c", MOSHI)].failures == 1
+
+
 async def test_a_strict_moshi_turn_fails_and_recognition_stops(piper: PiperTTS) -> None:
     responders = _responders({})
     answer = Answer(ModeDecision(MOSHI, MOSHI, "asked"))

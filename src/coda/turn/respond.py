@@ -113,12 +113,13 @@ class Responders:
         conversation_id: str,
         recognizing: Awaitable[Transcribed] | None = None,
     ) -> AsyncIterator[TurnEvent]:
-        """Stream the chosen responder's reply, falling back to the cascade if allowed.
+        """Stream the chosen responder's reply, falling back (once) to another if allowed.
 
         ``recognizing`` is the recognition running beside Moshi; its transcript is
         yielded once known (before the fallback, which needs the words).
         """
         task = asyncio.ensure_future(recognizing) if recognizing is not None else None
+        fell_back = False  # once per turn: with both down, each would hand over to the other
         try:
             while True:
                 answer.pieces.clear()
@@ -136,9 +137,10 @@ class Responders:
                     break
                 except VoiceProcessingError as exc:
                     self.policy.record_failure(conversation_id, answer.decision.chosen)
-                    to = self._fallback(answer, request, exc)
+                    to = None if fell_back else self._fallback(answer, request, exc)
                     if to is None:
                         raise
+                    fell_back = True
                     log.warning(
                         "%s failed, %s answers: %s", answer.decision.chosen.value, to.value, exc
                     )
