@@ -18,7 +18,6 @@ import io
 import ipaddress
 import json
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ import soundfile as sf
 
 from coda.testing.ports import free_port
 from tests.conftest import KEY, wer
+from tests.reliability.test_no_outbound import connected_to
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = ROOT / "samples" / "conversation" / "02.wav"
@@ -35,7 +35,6 @@ QUESTION = ROOT / "samples" / "conversation" / "02.wav"
 SWITCHES = ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "ORT_DISABLE_TELEMETRY")
 OLLAMA_PORT = 11434
 """Where ``llm = "auto"`` probes for a local Ollama (nobody answers in the namespace)."""
-ADDRESS = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)"')
 
 LOOPBACK_ONLY = r"""
 import errno, fcntl, os, socket, struct, sys
@@ -107,15 +106,6 @@ def offline(command: list[str], trace: Path) -> list[str]:
 def without_switches(**extra: str) -> dict[str, str]:
     """This environment less the privacy switches (Coda must set them itself)."""
     return {k: v for k, v in os.environ.items() if k not in SWITCHES} | extra
-
-
-def connected_to(trace: Path) -> list[str]:
-    """Every IPv4 and IPv6 address in the trace's ``connect`` calls."""
-    found = []
-    for line in trace.read_text().splitlines():
-        if "connect(" in line:
-            found += [v4 or v6 for v4, v6 in ADDRESS.findall(line)]
-    return found
 
 
 def assert_loopback_only(trace: Path) -> None:
