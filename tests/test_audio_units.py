@@ -7,6 +7,7 @@ or value that a changed operator or constant would move.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from dataclasses import replace
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from coda.audio.decode import decode_audio, resample
 from coda.audio.denoise import MAX_SUPPRESSION_LEVEL, NoiseGainFilter, suppression_level
@@ -109,6 +111,9 @@ def test_wav_encoding_clips_and_uses_the_subtype() -> None:
     decoded = decode_audio(encode_wav(np.tile(loud, 4000), RATE, "PCM_24"), RATE)
     assert decoded.info.subtype == "PCM_24" and decoded.info.sample_rate == RATE
     assert decoded.samples[:4] == pytest.approx([0.0, 1.0, -1.0, 0.25], abs=1e-6)
+    # Float WAV would keep any value: the encoder itself keeps replies within full scale.
+    written, _ = sf.read(io.BytesIO(encode_wav(loud, RATE, "FLOAT")), dtype="float32")
+    assert written.tolist() == [0.0, 1.0, -1.0, 0.25]
 
 
 # -- endpointing -----------------------------------------------------------------------
