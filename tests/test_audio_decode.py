@@ -169,15 +169,13 @@ def test_raw_pcm_of_any_whole_frame_count_decodes(raw_format: str, channels: int
 
 def test_raw_pcm_declarations_are_checked() -> None:
     data = _raw(_tone(0.5, 16000), "PCM_16")
-    # Refused, though in probe_audio's generic words: its ``except ValueError`` also
-    # catches the ValidationError that names the problem (docs/mutation.md).
     for bad in (RawFormat("pcm_s16le", 0, 1), RawFormat("pcm_s16le", 16000, 0)):
-        with pytest.raises(ValidationError):
+        with pytest.raises(ValidationError, match="needs a positive sample_rate and channels"):
             decode_audio(data, 16000, raw=bad)
     with pytest.raises(ValidationError, match="sample rate 1 Hz is not supported"):
         decode_audio(data, 16000, raw=RawFormat("pcm_s16le", 1, 1))
     # An unknown format with an odd byte count is not called truncated.
-    with pytest.raises(ValidationError, match="could not be read"):
+    with pytest.raises(ValidationError, match="raw format 'pcm_s12' is unknown; declare one of"):
         decode_audio(data[:-1], 16000, raw=RawFormat("pcm_s12", 16000, 1))
     # Stereo 16-bit frames are four bytes: six bytes is one and a half.
     with pytest.raises(ValidationError, match="raw pcm_s16le audio is truncated: 6 bytes"):

@@ -99,14 +99,8 @@ def _open_args(data: bytes, raw: RawFormat | None) -> dict[str, Any]:
         raise ValidationError(
             f"raw format {raw.format!r} is unknown; declare one of {sorted(RAW_FORMATS)}"
         )
-    width = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3}.get(subtype, 4)
     if raw.sample_rate <= 0 or raw.channels <= 0:
         raise ValidationError("raw PCM needs a positive sample_rate and channels")
-    if len(data) % (width * raw.channels):
-        raise ValidationError(
-            f"raw PCM is truncated: {len(data)} bytes is not a whole number of "
-            f"{width * raw.channels}-byte frames"
-        )
     return {
         "format": "RAW",
         "subtype": subtype,
@@ -156,6 +150,8 @@ def probe_audio(
                 channels=int(handle.channels),
                 frames=int(handle.frames),
             )
+    except ValidationError:
+        raise  # a refusal that names its cause (a ValueError too, so caught first)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         # libsndfile's own words stay in the chained cause (the logs), not the message.
         raise ValidationError(
