@@ -414,3 +414,31 @@ async def test_a_pool_gives_each_session_a_server_of_its_own(
             await session.close()
         second.stop()
     assert pool.occupancy()["busy"] == 0  # every closed session freed its server
+
+
+async def test_a_session_cancelled_while_opening_frees_its_server(
+    moshi_config: MoshiConfig,
+) -> None:
+    """A hybrid race lost during the handshake: the pool's server is free again at once.
+
+    The genuine server is busy with a session of its own, so the pool's session waits
+    for its handshake (on a clock at rest) until it is cancelled.
+    """
+    url = moshi_config.server_url or ""
+    clock = ManualClock()
+    pool = MoshiPool(moshi_config, clock=clock)
+    first = await MoshiSession.open(moshi_config, url)
+    try:
+        opening = asyncio.create_task(pool.session())
+        await asyncio.wait_for(
+            clock.sleeping(moshi_config.handshake_timeout_seconds), HANG_GUARD_SECONDS
+        )
+        assert pool.occupancy()["busy"] == 1
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        assert pool.occupancy() == {"free": 1, "busy": 0, "unhealthy": 0}
+    finally:
+        await first.close()
+    again = await asyncio.wait_for(pool.session(), HANG_GUARD_SECONDS)  # not "1 of 1 busy"
+    await again.close()

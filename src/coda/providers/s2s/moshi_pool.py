@@ -107,6 +107,11 @@ class MoshiPool:
                 server.skipped_until = self.now() + self.config.recheck_seconds
                 tried[server.url] = str(exc)
                 continue
+            except BaseException:
+                # Cancelled while connecting (a hybrid race lost, a turn cut short):
+                # nothing holds the server, so it must not stay busy for good.
+                server.busy = False
+                raise
             server.sessions += 1
             session.on_close = functools.partial(self._free, server)
             return session
