@@ -11,6 +11,7 @@ import pytest
 
 from coda.audio.endpointing import Endpointer, SpeechEnded, SpeechPaused, SpeechStarted
 from coda.deadline import ManualClock as ManualDeadlineClock
+from coda.deadline import within
 from coda.modes.clock import TurnClock
 from coda.voice import AudioConfig, TimeoutError, VoiceManager, VoiceMessage
 
@@ -156,3 +157,34 @@ def test_adaptive_policy_forgets_an_ended_conversation() -> None:
     policy.record_success("b", VoiceProcessingMode.LLM_ENHANCED, 700.0, 0.8)
     policy.forget("a")
     assert [key[0] for key in policy.stats] == ["b"]
+
+
+async def test_a_result_that_comes_as_its_wait_is_cancelled_is_discarded() -> None:
+    """A connection made just as its caller gives up is closed, not left to the collector.
+
+    (A Moshi socket dropped this way held the server's only session: the next turn's
+    handshake timed out.)
+    """
+    clock = ManualDeadlineClock()
+    ready = asyncio.Event()
+    discarded: list[str] = []
+
+    async def connect() -> str:
+        await ready.wait()
+        return "socket"
+
+    async def close(result: str) -> None:
+        discarded.append(result)
+
+    waiting = asyncio.create_task(within(connect(), 1.0, clock, discard=close))
+    await asyncio.wait_for(clock.sleeping(1.0), HANG_GUARD_SECONDS)
+    ready.set()  # the result comes in the same step as the caller's cancellation
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert discarded == ["socket"]
+    ready.clear()  # and a result that is received is never discarded
+    delivered = asyncio.create_task(within(connect(), 1.0, clock, discard=close))
+    ready.set()
+    assert await asyncio.wait_for(delivered, HANG_GUARD_SECONDS) == "socket"
+    assert discarded == ["socket"]

@@ -11,7 +11,7 @@ import asyncio
 import builtins
 import contextlib
 import math
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -117,8 +117,21 @@ class ManualClock:
         self._changed.set()
 
 
-async def within(awaitable: Awaitable[T], seconds: float, clock: Clock = LOOP_CLOCK) -> T:
+async def within(
+    awaitable: Awaitable[T],
+    seconds: float,
+    clock: Clock = LOOP_CLOCK,
+    discard: Callable[[T], Awaitable[object]] | None = None,
+) -> T:
     """``awaitable``'s result if it comes within ``seconds`` on ``clock``.
+
+    Args:
+        awaitable: What to wait for.
+        seconds: How long to wait for it.
+        clock: What ``seconds`` are measured on.
+        discard: Given a result that came but that no one will receive (this call
+            was cancelled, or timed out, as it arrived), so that what it holds, such
+            as an open connection, is released rather than left to the collector.
 
     Raises:
         builtins.TimeoutError: If the time runs out first; ``awaitable`` is then
@@ -126,18 +139,20 @@ async def within(awaitable: Awaitable[T], seconds: float, clock: Clock = LOOP_CL
     """
     task = asyncio.ensure_future(awaitable)
     timer = asyncio.ensure_future(clock.sleep(seconds))
-    timed_out = False
+    timed_out = delivered = False
     try:
         await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
         timed_out = not task.done()
+        delivered = not timed_out
     finally:
         # Also when this call is cancelled: neither may outlive it. ``asyncio.wait``
         # never raises their outcome, so a second cancellation of ours still propagates.
         timer.cancel()
         task.cancel()
         await asyncio.wait({task, timer})
-        if not timed_out and task.done() and not task.cancelled():
-            task.exception()  # retrieved here, even when our own cancellation wins
+        came = task.done() and not task.cancelled() and task.exception() is None
+        if came and not delivered and discard is not None:
+            await discard(task.result())
     if timed_out:
         raise builtins.TimeoutError(f"no result within {seconds:g} s")
     return task.result()

@@ -360,6 +360,8 @@ class DuplexSession:
                         event.metadata["preemptive"] = True
                 self._emit(reply, event)
         except VoiceProcessingError as exc:
+            # The client is told only the kind of a server-side failure: its cause is here.
+            log.warning("turn failed: %s: %s", type(exc).__name__, exc)
             self._emit(reply, TurnFailed(type(exc).__name__, client_message(exc)))
         if not reply.held:
             self._after_turn(reply)

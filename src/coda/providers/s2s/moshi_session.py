@@ -129,6 +129,9 @@ class MoshiSession:
                 ),
                 config.connect_timeout_seconds,
                 clock,
+                # Connected just as the caller gave up: else the socket would hold the
+                # server's only session until the collector closed it.
+                discard=lambda ws: ws.close(),
             )
         except TimeoutError:
             raise MoshiConnectionError(
