@@ -218,7 +218,9 @@ async def test_kill_9_mid_run_loses_no_acknowledged_turn(
                 answered_by["crash-ws"].add(server.url)
                 break
 
-    await asyncio.gather(rest_client(), websocket_client())
+    async with asyncio.TaskGroup() as clients:  # one failing stops the other
+        clients.create_task(rest_client())
+        clients.create_task(websocket_client())
     assert killed.is_set() and a.process.poll() is not None
     assert len(acknowledged["crash-rest"]) == len(acknowledged["crash-ws"]) == 10
     # Both runs span the crash: A answered before it, B after, and the spoken turn

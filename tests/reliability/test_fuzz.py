@@ -195,8 +195,13 @@ async def fuzz_http(server: Server, rng: random.Random, kind: str, count: int) -
 
     # Valid text among the cases is a real turn, queued behind the other workers':
     # the client waits as long as a hang takes, not as long as a fast machine would.
-    async with httpx.AsyncClient(base_url=server.url, timeout=HANG_GUARD_SECONDS) as client:
-        await asyncio.gather(*(worker(client) for _ in range(WORKERS)))
+    # One failing worker stops the others.
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=HANG_GUARD_SECONDS) as client,
+        asyncio.TaskGroup() as workers,
+    ):
+        for _ in range(WORKERS):
+            workers.create_task(worker(client))
     return problems
 
 
