@@ -52,11 +52,6 @@ def wer(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(normalize(reference), normalize(hypothesis)))
 
 
-def cer(reference: str, hypothesis: str) -> float:
-    """Character error rate of ``hypothesis`` against ``reference`` after normalization."""
-    return float(jiwer.cer(normalize(reference), normalize(hypothesis)))
-
-
 @pytest.fixture(scope="session")
 def moshi_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the tiny Moshi model is built (once)."""

@@ -10,6 +10,8 @@ import soundfile as sf
 
 from coda.audio.decode import RAW_FORMATS, RawFormat, decode_audio, probe_audio
 from coda.audio.encode import encode_wav
+from coda.audio.frames import to_float, to_int16
+from coda.core.errors import AudioProcessingError
 from coda.voice import AudioConfig, ValidationError, VoiceMessage
 
 RATE = 24000
@@ -116,6 +118,15 @@ def test_wav_encoder_round_trip() -> None:
     tone = _tone(0.5).astype(np.float32)
     decoded = decode_audio(encode_wav(tone, RATE), RATE)
     assert np.max(np.abs(decoded.samples - tone)) < 1e-3  # 16-bit quantization
+
+
+def test_wav_encoder_refuses_integer_pcm() -> None:
+    # 16-bit PCM read as float is clipped to its sign: garbled, yet half intelligible.
+    pcm = to_int16(_tone(0.5).astype(np.float32))
+    with pytest.raises(AudioProcessingError, match="int16.*to_float"):
+        encode_wav(pcm, RATE)
+    decoded = decode_audio(encode_wav(to_float(pcm), RATE), RATE)
+    assert np.max(np.abs(decoded.samples - to_float(pcm))) < 1e-3
 
 
 def test_text_only_message_needs_no_audio() -> None:
