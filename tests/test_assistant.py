@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 
 from coda.audio.encode import encode_wav
+from coda.audio.frames import to_float
 from coda.sync.text_conversations import TextConversationManager
 from tests.conftest import OTHER_KEY, Say, Server, Speak, Transcribe
 from tests.test_server import converse
@@ -31,7 +32,7 @@ def events_of(received: list[Any], kind: str) -> list[dict[str, Any]]:
 def reply_audio(received: list[Any]) -> bytes:
     """The reply's PCM16 payloads as one WAV at 24 kHz."""
     pcm = b"".join(m for m in received if isinstance(m, bytes))
-    return encode_wav(np.frombuffer(pcm, "<i2").astype(np.float32) / 32768, 24000)
+    return encode_wav(to_float(np.frombuffer(pcm, "<i2")), 24000)
 
 
 async def test_memory_over_the_websocket_belongs_to_the_key(server: Server, say: Say) -> None:

@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from coda.audio.decode import resample
 from coda.audio.encode import encode_wav
+from coda.audio.frames import to_float, to_int16
 from tests.conftest import KEY, Say, Server, Transcribe, wer
 
 RATE = 24000
@@ -36,7 +37,7 @@ def pcm24(audio16: np.ndarray, lead_ms: int = 300, tail_ms: int = 1500) -> bytes
     audio = resample(audio16, 16000, RATE)
     lead, tail = np.zeros(RATE * lead_ms // 1000), np.zeros(RATE * tail_ms // 1000)
     padded = np.concatenate([lead, audio, tail])
-    return (np.clip(padded, -1, 1) * 32767).astype("<i2").tobytes()
+    return to_int16(padded).tobytes()
 
 
 async def append(connection: Any, pcm: bytes) -> None:
@@ -84,7 +85,7 @@ def audio_of(events: list[Any]) -> np.ndarray:
     pcm = b"".join(
         base64.b64decode(e.delta) for e in events if e.type == "response.output_audio.delta"
     )
-    return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
+    return to_float(np.frombuffer(pcm, "<i2"))
 
 
 def transcript_of(events: list[Any]) -> str:

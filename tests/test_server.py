@@ -21,6 +21,7 @@ import soundfile as sf
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from coda.audio.frames import to_int16
 from coda.server.app import create_app
 from coda.server.settings import ServerSettings
 from coda.testing.moshi_peer import TinyMoshiServer
@@ -40,7 +41,7 @@ from tests.conftest import (
 
 async def _frames(audio: np.ndarray, rate: int = 16000, ms: int = 20) -> list[bytes]:
     step = rate * ms // 1000
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    pcm = to_int16(audio)
     return [pcm[i : i + step].tobytes() for i in range(0, len(pcm) - step + 1, step)]
 
 

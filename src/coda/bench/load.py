@@ -34,7 +34,7 @@ import httpx
 import numpy as np
 import websockets
 
-from coda.audio.frames import FRONT_END_RATE
+from coda.audio.frames import FRONT_END_RATE, to_int16
 from coda.bench.ws_client import Server
 
 FRAME = FRONT_END_RATE // 10
@@ -191,7 +191,7 @@ async def speak_turn(
     """
     loop = asyncio.get_running_loop()
     audio = np.concatenate([np.zeros(int(LEAD_SECONDS * FRONT_END_RATE), np.float32), clip])
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    pcm = to_int16(audio)
     started = loop.time()
     speech_end = started + len(audio) / FRONT_END_RATE
     first_audio: float | None = None

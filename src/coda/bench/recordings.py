@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from coda.audio.decode import resample
-from coda.audio.frames import FRONT_END_RATE
+from coda.audio.frames import FRONT_END_RATE, to_float
 
 SOUND_DIRS = (
     Path("/usr/share/asterisk/sounds/en_US_f_Allison"),
@@ -74,7 +74,7 @@ def load(name: str) -> np.ndarray:
     with wave.open(str(sound_dir() / f"{name}.wav")) as handle:
         rate = handle.getframerate()
         pcm = np.frombuffer(handle.readframes(handle.getnframes()), np.int16)
-    audio = resample(pcm.astype(np.float32) / 32768, rate, FRONT_END_RATE)
+    audio = resample(to_float(pcm), rate, FRONT_END_RATE)
     return trim(audio)
 
 

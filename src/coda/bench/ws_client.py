@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 import websockets
 
-from coda.audio.frames import FRONT_END_RATE
+from coda.audio.frames import FRONT_END_RATE, to_int16
 from coda.bench.recordings import MIC_STEP
 from coda.testing.ports import free_port
 
@@ -116,7 +116,7 @@ async def ws_turn(
             np.zeros(int(TAIL_SECONDS * FRONT_END_RATE)),
         ]
     )
-    frames = (np.clip(pcm, -1, 1) * 32767).astype("<i2")
+    frames = to_int16(pcm)
     async with websockets.connect(
         f"{url}?rate={FRONT_END_RATE}&mode={mode}&user={user}",
         additional_headers={"X-API-Key": server.api_key},

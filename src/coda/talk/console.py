@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from coda.audio.frames import FRONT_END_RATE
 from coda.core.enums import VoiceProcessingMode
 from coda.streaming.duplex import DuplexSession
 from coda.talk.devices import DeviceChoice, open_streams
@@ -36,8 +37,6 @@ from coda.turn.events import (
 )
 from coda.voice.manager import VoiceManager
 
-CAPTURE_RATE = 16000
-"""Asked of the microphone first: what the recognizer works at."""
 TALK_ECHO_GATE_DB = 18.0
 """Residual echo gate on a sound card: its speakers reach the microphone far louder
 than a browser's (which cancels its own echo first), so while Coda plays, audio
@@ -155,7 +154,7 @@ async def talk(manager: VoiceManager, options: TalkOptions, out: TextIO) -> None
     player = Player(lambda samples, delay: loop.call_soon_threadsafe(heard_later, samples, delay))
     source, sink = open_streams(
         options.devices,
-        CAPTURE_RATE,
+        FRONT_END_RATE,  # asked of the microphone first: what recognition works at
         output_rate,
         lambda block: loop.call_soon_threadsafe(captured, block),
         player.fill,
