@@ -22,7 +22,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from coda.audio.frames import to_int16
+from coda.audio.frames import pcm16
 from coda.core.errors import ConversationError, StoreUnavailableError, client_message
 from coda.core.models import ConversationTurn, VoiceProcessingMode
 from coda.server.app import create_app
@@ -233,7 +233,7 @@ async def test_a_disconnect_after_the_question_keeps_the_users_words(
 ) -> None:
     audio = np.concatenate([np.zeros(8000, np.float32), await say("What is the capital of Peru?"),
                             np.zeros(16000, np.float32)])  # fmt: skip
-    pcm = to_int16(audio).tobytes()
+    pcm = pcm16(audio)
     async with connect(ws(strict, "cut")) as socket_:
         await socket_.recv()
         for start in range(0, len(pcm), 640):
@@ -260,7 +260,7 @@ async def test_a_client_that_never_reports_playback_gets_whole_turns(
 ) -> None:
     audio = np.concatenate([np.zeros(8000, np.float32), await say("Say hello to me."),
                             np.zeros(24000, np.float32)])  # fmt: skip
-    pcm = to_int16(audio).tobytes()
+    pcm = pcm16(audio)
     events: list[dict[str, Any]] = []
     async with connect(ws(strict, "silent-player")) as socket_:
         await socket_.recv()

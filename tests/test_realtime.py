@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from coda.audio.decode import resample
 from coda.audio.encode import encode_wav
-from coda.audio.frames import to_float, to_int16
+from coda.audio.frames import pcm16, to_float
 from tests.conftest import KEY, Say, Server, Transcribe, wer
 
 RATE = 24000
@@ -37,7 +37,7 @@ def pcm24(audio16: np.ndarray, lead_ms: int = 300, tail_ms: int = 1500) -> bytes
     audio = resample(audio16, 16000, RATE)
     lead, tail = np.zeros(RATE * lead_ms // 1000), np.zeros(RATE * tail_ms // 1000)
     padded = np.concatenate([lead, audio, tail])
-    return to_int16(padded).tobytes()
+    return pcm16(padded)
 
 
 async def append(connection: Any, pcm: bytes) -> None:

@@ -66,7 +66,7 @@ class EchoCanceller:
     def process(self, frame: np.ndarray) -> np.ndarray:
         """Cancel the echo in one captured frame (float); returns the cleaned frame."""
         reference = self._take_reference()
-        self._recent_rms.append(float(np.sqrt(np.mean(np.square(reference / 32768.0)))))
+        self._recent_rms.append(float(np.sqrt(np.mean(np.square(to_float(reference))))))
         cleaned = self._aec.process(to_int16(frame), reference)
         return to_float(np.frombuffer(cleaned, np.int16))
 

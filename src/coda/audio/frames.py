@@ -17,6 +17,11 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
     return np.clip(np.round(samples * 32767.0), -32768, 32767).astype(np.int16)
 
 
+def pcm16(samples: np.ndarray) -> bytes:
+    """Float samples in [-1, 1] as mono PCM16 little-endian bytes (the wire format)."""
+    return to_int16(samples).astype("<i2").tobytes()
+
+
 def apply_gain(samples: np.ndarray, gain: float, ceiling: float = 0.98) -> np.ndarray:
     """``samples`` scaled by ``gain``, but never past ``ceiling`` of full scale (no clipping)."""
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0

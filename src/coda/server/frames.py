@@ -1,10 +1,6 @@
-"""What crosses the live websocket: PCM16 frames, JSON control messages, closing."""
+"""How a live websocket is ended: the exception that closes it with a code and reason."""
 
 from __future__ import annotations
-
-import numpy as np
-
-from coda.audio.frames import to_int16
 
 
 class Closed(Exception):
@@ -14,8 +10,3 @@ class Closed(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-def pcm16(samples: np.ndarray) -> bytes:
-    """Float audio as mono PCM16 little-endian."""
-    return to_int16(samples).astype("<i2").tobytes()

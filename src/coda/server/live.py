@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, WebSocket
 
-from coda.audio.frames import SampleQueue
+from coda.audio.frames import SampleQueue, pcm16
 from coda.core.models import VoiceProcessingMode
 from coda.providers.s2s.moshi_live import MoshiLiveBridge
 from coda.server import errors, logs, moshi_stream
 from coda.server.admission import admit, conversation_of, counted, reported
-from coda.server.frames import Closed, pcm16
+from coda.server.frames import Closed
 from coda.server.link import Link
 from coda.server.protocol import message_of
 from coda.streaming.duplex import DuplexSession

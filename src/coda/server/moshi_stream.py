@@ -13,6 +13,7 @@ import logging
 
 import numpy as np
 
+from coda.audio.frames import pcm16
 from coda.core.errors import MoshiConnectionError
 from coda.core.provider_config import MoshiConfig
 from coda.providers.s2s import moshi_protocol
@@ -20,7 +21,7 @@ from coda.providers.s2s.moshi_live import MoshiLiveBridge, Reconnected
 from coda.providers.s2s.moshi_pool import MoshiPool
 from coda.providers.s2s.moshi_session import MoshiAudio, MoshiText
 from coda.server import errors
-from coda.server.frames import Closed, pcm16
+from coda.server.frames import Closed
 from coda.server.link import Link
 
 log = logging.getLogger(__name__)

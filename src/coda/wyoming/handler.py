@@ -22,7 +22,6 @@ import asyncio
 import logging
 from typing import Any
 
-import numpy as np
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
@@ -32,7 +31,7 @@ from wyoming.info import Describe
 from wyoming.server import AsyncEventHandler
 from wyoming.tts import Synthesize
 
-from coda.audio.frames import to_int16
+from coda.audio.frames import pcm16
 from coda.core.errors import ValidationError, VoiceProcessingError
 from coda.core.ids import is_conversation_id
 from coda.core.models import VoiceMessage, new_id
@@ -147,7 +146,7 @@ class CodaEventHandler(AsyncEventHandler):
         if tts is None:
             raise ValidationError("the voice is not loaded")
         speech = await tts.synthesize(text)
-        pcm = to_int16(np.asarray(speech.samples, np.float32)).astype("<i2").tobytes()
+        pcm = pcm16(speech.samples)
         rate, step = speech.sample_rate, CHUNK_SAMPLES * 2
         await self.write_event(AudioStart(rate=rate, width=2, channels=1).event())
         for start in range(0, len(pcm), step):

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from coda.audio.decode import resample
+from coda.audio.frames import pcm16
 from coda.core.models import new_id
-from coda.server.frames import pcm16
 from coda.server.realtime import items
 from coda.server.realtime.items import Item, Items
 from coda.server.realtime.settings import RATE
